@@ -1,0 +1,68 @@
+# YouTube-8M competition workspace. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+YT8M := $(VENV)/bin/yt8m
+LEVEL ?= frame
+WORKERS ?= 2
+FOLDS ?= 5
+# make download: the official download.py's partition, fraction (m,n = the m-th of n parts) and mirror
+PARTITION ?= 2/frame/train
+SHARD ?= 1,100
+MIRROR ?= us
+COMPETITION ?= youtube8m-2018
+
+.PHONY: help all setup sample features test test-slow lint format bench download \
+        download-kaggle clean-features clean
+
+help: ## List the targets with a line on each
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+all: setup sample features ## Set up, then run the whole job on the built-in sample competition
+	@$(YT8M) info
+
+setup: $(VENV)/.installed ## Create the virtualenv in .venv and install the workspace into it
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+sample: setup ## Generate the sample competition into input/ (a no-op when it is already there)
+	$(YT8M) sample
+
+features: setup ## Decode input/ shards into the features/ cache and assign folds (LEVEL, WORKERS, FOLDS)
+	$(YT8M) features --level $(LEVEL) --workers $(WORKERS) --folds $(FOLDS)
+
+test: setup ## Run the test suite (slow tests excluded)
+	$(PY) -m pytest -m "not slow" -n 2 --dist loadgroup
+
+test-slow: setup ## Run only the slow tests
+	$(PY) -m pytest -m slow -n 2 || [ $$? -eq 5 ]  # 5: no slow tests collected
+
+lint: setup ## Check style with ruff
+	$(VENV)/bin/ruff check .
+
+format: setup ## Apply the lint fixes ruff can make
+	$(VENV)/bin/ruff check --fix .
+
+bench: setup ## Measure cache build and loader throughput; writes features/bench.md
+	$(YT8M) bench
+
+download: setup ## Fetch real shards with the official download.py (PARTITION=2/frame/train SHARD=1,100 MIRROR=us)
+	$(YT8M) download --partition $(PARTITION) --shard $(SHARD) --mirror $(MIRROR)
+
+download-kaggle: setup ## Fetch a competition's Kaggle files into input/kaggle (COMPETITION=youtube8m-2018)
+	$(VENV)/bin/kaggle competitions download $(COMPETITION) -p input/kaggle
+
+clean-features: ## Delete the features/ cache (folds.csv included)
+	find features -mindepth 1 ! -name README.md -exec rm -rf {} +
+
+clean: clean-features ## Delete every generated artifact, the sample input and the virtualenv
+	find input -mindepth 1 ! -name README.md -exec rm -rf {} +
+	rm -rf $(VENV)

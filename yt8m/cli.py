@@ -1,0 +1,207 @@
+"""The `yt8m` command: one sub-command per stage of the workspace. The Makefile calls it."""
+
+import argparse
+import sys
+import textwrap
+
+from yt8m import __version__
+from yt8m.errors import Yt8mError
+
+
+def _sample(args):
+    from yt8m.input.sample import SampleSpec, generate
+
+    spec = SampleSpec(seed=args.seed, version=args.version, num_classes=args.num_classes,
+                      train_shards=args.train_shards, validate_shards=args.validate_shards,
+                      test_shards=args.test_shards, videos_per_shard=args.videos_per_shard,
+                      min_frames=args.min_frames, max_frames=args.max_frames)
+    result = generate(args.output, spec, force=args.force, progress=not args.quiet)
+    shards = sum(f.endswith(".tfrecord") for f in result["files"])
+    if result["written"]:
+        print(f"wrote the sample competition to {args.output}/: {shards} shards, "
+              f"{spec.videos_per_shard} videos each, {spec.num_classes} classes (seed {spec.seed})")
+    else:
+        print(f"{args.output}/ already holds this sample competition ({shards} shards, seed "
+              f"{spec.seed}); nothing to do (--force regenerates it)")
+
+
+def _features(args):
+    from yt8m.features.build import build_features
+
+    manifest = build_features(args.input, args.features, level=args.level, workers=args.workers,
+                              num_folds=args.folds, fold_splits=args.fold_splits.split(","),
+                              max_frames=args.max_frames, skip_corrupt=args.skip_corrupt,
+                              progress=not args.quiet)
+    total = sum(t["videos"] for t in manifest["totals"].values())
+    print(f"features/{args.level}: {len(manifest['shards'])} shards, {total} videos "
+          f"({manifest['converted_now']} shards converted now, {manifest['seconds']:.1f} s); "
+          f"dataset {manifest['version']}, {manifest['num_classes']} classes")
+    if manifest["skipped_records"]:
+        print(f"warning: {manifest['skipped_records']} corrupt records were skipped (listed per "
+              f"shard in features/{args.level}/<shard>/meta.json)", file=sys.stderr)
+    if manifest["orphaned_shards"]:
+        print(f"note: {len(manifest['orphaned_shards'])} cached shards have no source in "
+              f"{args.input}/{args.level}/ any more and are not in the manifest: "
+              f"{', '.join(manifest['orphaned_shards'][:5])}", file=sys.stderr)
+
+
+def _info(args):
+    import numpy as np
+
+    from yt8m.features.cache import FeatureCache
+
+    cache = FeatureCache(args.features, args.level)
+    m = cache.manifest
+    print(f"features/{args.level}: YouTube-8M {m['version']}, {m['num_classes']} classes, "
+          f"{len(cache)} videos in {len(cache.shard_names)} shards")
+    print(f"{'split':<10}{'shards':>8}{'videos':>9}{'labeled':>9}{'frames':>11}{'labels/video':>14}")
+    for split, t in m["totals"].items():
+        rows = cache.rows(split)
+        per_video = np.diff(cache.label_offsets)[rows]
+        mean_labels = per_video[per_video > 0].mean() if (per_video > 0).any() else 0.0
+        print(f"{split:<10}{t['shards']:>8}{t['videos']:>9}{t['labeled_videos']:>9}"
+              f"{t['frames']:>11}{mean_labels:>14.2f}")
+    if cache.num_folds:
+        sizes = [len(cache.rows(folds=k)) for k in range(cache.num_folds)]
+        print(f"folds: {cache.num_folds} (videos per fold: {', '.join(map(str, sizes))})")
+
+
+def _inspect(args):
+    from yt8m.input.schema import check_level, decode, parse, record_level, record_version
+    from yt8m.input.tfrecord import ReadStats, iter_records
+
+    stats = ReadStats()
+    shown = 0
+    for index, offset, payload in iter_records(args.file, args.skip_corrupt, stats):
+        message = parse(payload, args.file, index, offset)
+        if shown < args.records:
+            level = record_level(message)
+            check_level(message, level, args.file, index)
+            version = record_version(message, args.file, index)
+            video = decode(message, version, level, args.file, index)
+            labels = "none" if video.labels is None else " ".join(map(str, video.labels))
+            extra = (f"{video.num_frames} frames" if level == "frame" else "video-level means")
+            print(f"record {index}: {level}-level {version.name} id={video.id} labels=[{labels}] "
+                  f"{extra}; context keys {sorted(message.context.feature)}")
+            shown += 1
+    print(f"{args.file}: {stats.records} records, {stats.skipped} skipped as corrupt")
+
+
+def _download(args):
+    from yt8m.input.download import download
+
+    target = download(args.partition, args.shard, args.mirror, args.input)
+    print(f"shards of {args.partition} (part {args.shard}) are in {target}/; next: make features")
+
+
+def _bench(args):
+    from yt8m.bench import run_benchmarks
+
+    run_benchmarks(args.output, quick=args.quick)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="yt8m",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.dedent("""\
+            YouTube-8M competition workspace. Data flows left to right, one folder per stage:
+              input/ -> features/ -> models/ -> ensembles/ -> submissions/
+            Each sub-command builds one stage and skips work that is already done."""))
+    parser.add_argument("--version", action="version", version=f"yt8m {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help_text, description):
+        p = sub.add_parser(name, help=help_text, description=description,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("sample", _sample, "generate the built-in sample competition into input/",
+                "Write a small, learnable YouTube-8M competition in the real format: frame-level "
+                "train/validate/test shards, vocabulary.csv and the test answer key. "
+                "Deterministic from --seed; a no-op when input/ already holds the same sample.")
+    p.add_argument("--output", default="input", help="folder to write into")
+    p.add_argument("--seed", type=int, default=2018)
+    p.add_argument("--version", default="2018", choices=["2017", "2018", "2019"],
+                   help="dataset version whose record keys to use")
+    p.add_argument("--num-classes", type=int, default=3862)
+    p.add_argument("--train-shards", type=int, default=8)
+    p.add_argument("--validate-shards", type=int, default=2)
+    p.add_argument("--test-shards", type=int, default=2)
+    p.add_argument("--videos-per-shard", type=int, default=200)
+    p.add_argument("--min-frames", type=int, default=60)
+    p.add_argument("--max-frames", type=int, default=300)
+    p.add_argument("--force", action="store_true", help="regenerate even if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command("features", _features, "decode input/ shards into the features/ cache",
+                "Convert every shard under INPUT/LEVEL/ into memory-mapped arrays under "
+                "FEATURES/LEVEL/ (in parallel; shards already converted and unchanged are "
+                "skipped), check ids and labels across shards, write the manifest, and assign "
+                "new shards to folds in FEATURES/folds.csv (existing assignments never change).")
+    p.add_argument("--input", default="input")
+    p.add_argument("--features", default="features")
+    p.add_argument("--level", default="frame", choices=["frame", "video"])
+    p.add_argument("--workers", type=int, default=2, help="shards converted in parallel")
+    p.add_argument("--folds", type=int, default=5, help="number of folds K")
+    p.add_argument("--fold-splits", default="train,validate",
+                   help="comma-separated splits whose shards are assigned to folds")
+    p.add_argument("--max-frames", type=int, default=300, help="frames kept per video")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="skip records that fail their checksum or do not parse, counting them in "
+                        "the manifest, instead of stopping (for large real downloads)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command("info", _info, "summarize the feature cache",
+                "Print videos, frames and labels per split and videos per fold.")
+    p.add_argument("--features", default="features")
+    p.add_argument("--level", default="frame", choices=["frame", "video"])
+
+    p = command("inspect", _inspect, "show what a TFRecord shard holds",
+                "Print the level, dataset version, id, labels and keys of the first records of a "
+                "shard, then count all its records (checking every checksum).")
+    p.add_argument("file")
+    p.add_argument("--records", type=int, default=3, help="records to show")
+    p.add_argument("--skip-corrupt", action="store_true")
+
+    p = command("download", _download, "fetch real shards with the official download.py",
+                "Run the dataset's official download.py inside input/<level>/ for one partition "
+                "(or the m-th of n parts of it with --shard m,n), then fetch vocabulary.csv. "
+                "Re-running resumes: shards already there are skipped.")
+    p.add_argument("--partition", default="2/frame/train",
+                   help="VERSION/LEVEL/SPLIT, e.g. 2/frame/validate or 2/video/test")
+    p.add_argument("--shard", default="1,100", help="m,n: the m-th of n parts")
+    p.add_argument("--mirror", default="us", choices=["us", "eu", "asia"])
+    p.add_argument("--input", default="input")
+
+    p = command("bench", _bench, "measure cache build and loader throughput",
+                "Generate a benchmark competition in a temporary folder, time the cache build "
+                "(one and two workers) against per-record tf.io parsing of the same shards, and "
+                "time the batch loader at the demo and paper frame counts. Writes a Markdown "
+                "table with the machine and the method.")
+    p.add_argument("--output", default="features/bench.md")
+    p.add_argument("--quick", action="store_true", help="a smaller benchmark, for testing")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except Yt8mError as e:
+        print(f"yt8m {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # permissions, full disks: name the file, skip the traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"yt8m {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"yt8m {args.command}: interrupted; finished work is kept, run the same command "
+              f"again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

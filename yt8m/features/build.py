@@ -1,0 +1,195 @@
+"""Build the feature cache: every shard under `input/<level>/` converted once, then a manifest.
+
+`features/<level>/manifest.json` is written last and only when every shard converted, so it always
+describes a complete, consistent cache; a failed build leaves the previous manifest in place.
+"""
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from yt8m import __version__
+from yt8m.errors import InputError, Yt8mError
+from yt8m.features.convert import (
+    CACHE_FORMAT,
+    FEATURE_DIM,
+    conversion_params,
+    convert_shard,
+    is_current,
+)
+from yt8m.features.folds import assign_folds
+from yt8m.features.quantization import MAX_FRAMES
+from yt8m.fileio import ensure_writable, remove_stale_temporaries, write_json
+from yt8m.input.schema import (
+    FRAME_FEATURES,
+    LEVELS,
+    VERSIONS,
+    check_level,
+    parse,
+    record_version,
+    split_of,
+)
+from yt8m.input.tfrecord import read_first_record
+
+SPLIT_ORDER = ("train", "validate", "test")
+MANIFEST = "manifest.json"
+
+
+def list_shards(input_dir, level):
+    """The `.tfrecord` shards under `input_dir/level/`, train first, then validate, then test."""
+    folder = Path(input_dir) / level
+    shards = sorted(folder.glob("*.tfrecord")) if folder.is_dir() else []
+    if not shards:
+        raise Yt8mError(
+            f"no .tfrecord shards under {folder}/ (expected train*.tfrecord, validate*.tfrecord "
+            f"and test*.tfrecord); run `make sample` for the sample competition or `make download` "
+            f"for the real data")
+    unnamed = [s for s in shards if split_of(s) is None]
+    if unnamed:
+        raise InputError(unnamed[0], "cannot tell its split from the file name; shards are named "
+                                     "train*, validate* or test* as the dataset names them")
+    return sorted(shards, key=lambda s: (SPLIT_ORDER.index(split_of(s)), s.name))
+
+
+def read_vocabulary_size(input_dir):
+    """Number of classes in `input_dir/vocabulary.csv`, or None when there is none."""
+    path = Path(input_dir) / "vocabulary.csv"
+    if not path.exists():
+        return None
+    try:
+        index = pd.read_csv(path, usecols=["Index"])["Index"].to_numpy()
+    except (ValueError, pd.errors.ParserError) as e:
+        raise InputError(path, f"cannot read the 'Index' column of the vocabulary ({e}); expected "
+                               f"the dataset's vocabulary.csv (Index, TrainVideoCount, "
+                               f"KnowledgeGraphId, Name, ...)") from None
+    if len(index) == 0 or not np.array_equal(np.sort(index), np.arange(len(index))):
+        raise InputError(path, "the Index column must hold each class id 0..N-1 exactly once")
+    return len(index)
+
+
+def detect(shards, level):
+    """Check every shard's first record and return the dataset version they share."""
+    versions = {}
+    for shard in shards:
+        payload = read_first_record(shard)
+        if payload is None:
+            raise InputError(shard, "the file is empty (0 bytes); a YouTube-8M shard holds "
+                                    "hundreds of videos, re-download it")
+        message = parse(payload, shard, 0, 0)
+        check_level(message, level, shard, 0)
+        versions.setdefault(record_version(message, shard, 0).name, shard)
+    if "2017" in versions and len(versions) > 1:
+        other = next(v for v in versions if v != "2017")
+        raise Yt8mError(f"input mixes dataset versions: {versions['2017']} is a 2017 (v1) shard "
+                        f"('video_id' key) but {versions[other]} is a {other} shard ('id' key); "
+                        f"keep one dataset version in input/")
+    # 2019 segment-rated shards come with 2018-style train and test shards.
+    return "2019" if "2019" in versions else next(iter(versions))
+
+
+def _convert_task(args):
+    source, target, params, skip_corrupt = args
+    try:
+        return str(source), convert_shard(source, target, params, skip_corrupt), None
+    except InputError as e:
+        return str(source), None, str(e)
+
+
+def build_features(input_dir="input", features_dir="features", level="frame", workers=2,
+                   num_folds=5, fold_splits=("train", "validate"), max_frames=MAX_FRAMES,
+                   skip_corrupt=False, progress=True):
+    """Convert new or changed shards, then write the manifest and the fold assignment.
+
+    Returns the manifest dict.
+    """
+    from tqdm import tqdm
+
+    if level not in LEVELS:
+        raise Yt8mError(f"unknown level {level!r}; choose one of {list(LEVELS)}")
+    input_dir, features_dir = Path(input_dir), Path(features_dir)
+    shards = list_shards(input_dir, level)
+    version = detect(shards, level)
+    num_classes = read_vocabulary_size(input_dir) or VERSIONS[version].num_classes
+    cache_dir = features_dir / level
+    ensure_writable(cache_dir)
+    remove_stale_temporaries(cache_dir)
+    params = conversion_params(level, version, num_classes, max_frames)
+    todo = [(s, cache_dir / s.stem, params, skip_corrupt) for s in shards
+            if not is_current(cache_dir / s.stem, s, params)]
+    errors = []
+    started = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"features/{level}", unit="shard", disable=not progress)
+    if workers <= 1 or len(todo) <= 1:
+        results = map(_convert_task, todo)
+        pool = None
+    else:
+        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                                      mp_context=multiprocessing.get_context("spawn"))
+        results = (f.result() for f in cf.as_completed([pool.submit(_convert_task, t)
+                                                        for t in todo]))
+    try:
+        for _source, _meta, error in results:
+            if error:
+                errors.append(error)
+            bar.update(1)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    if errors:
+        more = f"\n(and {len(errors) - 10} more)" if len(errors) > 10 else ""
+        raise Yt8mError(f"{len(errors)} of {len(todo)} shards could not be converted; the cache "
+                        f"manifest was left as it was:\n" + "\n".join(errors[:10]) + more)
+    manifest = _write_manifest(cache_dir, shards, params, input_dir)
+    assign_folds(features_dir, [(s["name"], s["split"], s["labeled_videos"])
+                                for s in manifest["shards"]], num_folds, tuple(fold_splits))
+    manifest["converted_now"] = len(todo)
+    manifest["seconds"] = round(time.perf_counter() - started, 3)
+    return manifest
+
+
+def _write_manifest(cache_dir, shards, params, input_dir):
+    entries, ids, owner = [], [], []
+    for i, shard in enumerate(shards):
+        meta = json.loads((cache_dir / shard.stem / "meta.json").read_text())
+        entries.append({
+            "name": shard.stem, "split": split_of(shard), "source": str(shard),
+            "videos": meta["videos"], "labeled_videos": meta["labeled_videos"],
+            "frames": meta["frames"], "skipped_records": meta["skipped_records"],
+            "truncated_videos": meta["truncated_videos"], "crc32c": meta["source"]["crc32c"],
+        })
+        shard_ids = np.load(cache_dir / shard.stem / "ids.npy")
+        ids.append(shard_ids)
+        owner.append(np.full(len(shard_ids), i))
+    ids, owner = np.concatenate(ids), np.concatenate(owner)
+    order = np.argsort(ids, kind="stable")
+    dup = np.flatnonzero(ids[order][1:] == ids[order][:-1])
+    if dup.size:
+        a, b = order[dup[0]], order[dup[0] + 1]
+        raise InputError(shards[owner[b]], f"video id '{ids[b]}' is also in {shards[owner[a]]}; "
+                                           f"each video must appear in one shard only (were the "
+                                           f"same files downloaded twice under other names?)")
+    orphans = sorted({p.name for p in cache_dir.iterdir() if p.is_dir()
+                      and not p.name.startswith(".")} - {s.stem for s in shards})
+    totals = {}
+    for e in entries:
+        t = totals.setdefault(e["split"], {"shards": 0, "videos": 0, "labeled_videos": 0,
+                                           "frames": 0})
+        for key in ("videos", "labeled_videos", "frames"):
+            t[key] += e[key]
+        t["shards"] += 1
+    manifest = {
+        "format": CACHE_FORMAT, "yt8m_version": __version__, **params,
+        "feature_sizes": dict(FRAME_FEATURES), "feature_dim": FEATURE_DIM,
+        "input": str(input_dir), "shards": entries, "totals": totals,
+        "skipped_records": sum(e["skipped_records"] for e in entries),
+        "orphaned_shards": orphans,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(cache_dir / MANIFEST, manifest)
+    return manifest

@@ -1,0 +1,189 @@
+"""Convert one TFRecord shard into a folder of memory-mappable arrays.
+
+A converted shard `features/<level>/<shard>/` holds (n videos, F frames kept in all):
+
+- `ids.npy` (n,) str: video ids, in record order.
+- `label_offsets.npy` (n+1,) int64 and `labels.npy` (L,) int32: labels as CSR rows (an empty row
+  is an unlabeled video).
+- `frame_offsets.npy` (n+1,) int64 and `frames.npy` (F, 1152) uint8 (frame level): quantized rgb
+  (1024) then audio (128) of each frame, the first `max_frames` of each video.
+- `means.npy` (n, 1152) float32: video-level features, the mean of the dequantized frames (or the
+  record's `mean_rgb` + `mean_audio`).
+- `segment_*.npy`: the 2019 segment ratings as CSR rows, when the shard has them.
+- `meta.json`: the source's size, mtime and CRC32C, counts, skipped records, array checksums.
+
+The folder is written to a temporary name and renamed into place, so it is complete or absent.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import crc32c
+import numpy as np
+
+from yt8m.errors import InputError
+from yt8m.features.quantization import BIAS, SCALE
+from yt8m.fileio import atomic_dir
+from yt8m.input.schema import FRAME_FEATURES, VERSIONS, decode, parse
+from yt8m.input.tfrecord import ReadStats, iter_records
+
+CACHE_FORMAT = 1
+FEATURE_DIM = sum(FRAME_FEATURES.values())
+
+
+def conversion_params(level, version, num_classes, max_frames):
+    """What a converted shard depends on besides its source file."""
+    return {"format": CACHE_FORMAT, "level": level, "version": version,
+            "num_classes": int(num_classes), "max_frames": int(max_frames)}
+
+
+def source_stamp(source):
+    st = os.stat(source)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def is_current(target, source, params):
+    """True when `target` holds a finished conversion of `source` as it is now, with `params`."""
+    meta_path = Path(target) / "meta.json"
+    if not meta_path.exists():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    stamp = source_stamp(source)
+    return (meta.get("params") == params and meta["source"]["size"] == stamp["size"]
+            and meta["source"]["mtime_ns"] == stamp["mtime_ns"])
+
+
+def _checksum(array):
+    return f"{crc32c.crc32c(np.ascontiguousarray(array).data):08x}"
+
+
+def _offsets(rows):
+    offsets = np.zeros(len(rows) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(r) for r in rows])
+    return offsets
+
+
+def _csr(rows, dtype):
+    offsets = _offsets(rows)
+    values = np.concatenate(rows).astype(dtype) if rows else np.zeros(0, dtype)
+    return offsets, values
+
+
+class _ShardArrays:
+    """Accumulates decoded videos of one shard."""
+
+    def __init__(self, level, max_frames):
+        self.level, self.max_frames = level, max_frames
+        self.ids, self.labels, self.frames, self.means = [], [], [], []
+        self.segments = {"start_times": [], "labels": [], "scores": []}
+        self.has_segments = False
+        self.truncated = self.mismatched = 0
+
+    def add(self, video):
+        self.ids.append(video.id)
+        self.labels.append(video.labels if video.labels is not None else np.zeros(0, np.int64))
+        if video.segment_labels is not None:
+            self.has_segments = True
+        for key in self.segments:
+            value = getattr(video, f"segment_{key}")
+            self.segments[key].append(value if value is not None else np.zeros(0))
+        if self.level == "video":
+            self.means.append(np.concatenate([video.mean_rgb, video.mean_audio]))
+            return
+        n = min(len(video.rgb), len(video.audio))
+        self.mismatched += len(video.rgb) != len(video.audio)
+        self.truncated += n > self.max_frames
+        n = min(n, self.max_frames)
+        frames = np.empty((n, FEATURE_DIM), np.uint8)
+        frames[:, :FRAME_FEATURES["rgb"]] = video.rgb[:n]
+        frames[:, FRAME_FEATURES["rgb"]:] = video.audio[:n]
+        self.frames.append(frames)
+        # The mean of dequantized frames equals the dequantized mean of the bytes.
+        mean = frames.mean(axis=0, dtype=np.float64) * SCALE + BIAS if n else np.zeros(FEATURE_DIM)
+        self.means.append(mean.astype(np.float32))
+
+    def arrays(self):
+        out = {"ids": np.asarray(self.ids, dtype=str)}
+        out["label_offsets"], out["labels"] = _csr(self.labels, np.int32)
+        out["means"] = (np.stack(self.means) if self.means
+                        else np.zeros((0, FEATURE_DIM), np.float32))
+        if self.level == "frame":
+            out["frame_offsets"] = _offsets(self.frames)
+            out["frames"] = (np.concatenate(self.frames) if self.frames
+                             else np.zeros((0, FEATURE_DIM), np.uint8))
+        if self.has_segments:
+            out["segment_offsets"], out["segment_start_times"] = _csr(
+                self.segments["start_times"], np.int32)
+            _, out["segment_labels"] = _csr(self.segments["labels"], np.int32)
+            _, out["segment_scores"] = _csr(self.segments["scores"], np.float32)
+        return out
+
+
+def convert_shard(source, target, params, skip_corrupt=False):
+    """Decode shard `source` into the cache folder `target`; return its meta dict.
+
+    Raises `InputError` naming the file and record for anything that is not a valid
+    YouTube-8M record of the expected level, version and vocabulary.
+    """
+    source, target = Path(source), Path(target)
+    stamp = source_stamp(source)
+    data = source.read_bytes()
+    version = VERSIONS[params["version"]]
+    num_classes, level = params["num_classes"], params["level"]
+    stats = ReadStats()
+    acc = _ShardArrays(level, params["max_frames"])
+    first_record = {}
+    for index, offset, payload in iter_records(source, skip_corrupt, stats, data=data):
+        try:
+            message = parse(payload, source, index, offset)
+        except InputError as e:
+            if not skip_corrupt:
+                raise
+            stats.skipped += 1
+            stats.records -= 1
+            stats.problems.append(str(e))
+            continue
+        video = decode(message, version, level, source, index)
+        if video.id in first_record:
+            raise InputError(source, f"video id '{video.id}' appears twice in this shard "
+                                     f"(records {first_record[video.id]} and {index})",
+                             record=index, offset=offset)
+        first_record[video.id] = index
+        for name, values in (("label", video.labels), ("segment label", video.segment_labels)):
+            if values is not None and values.size and (values.min() < 0
+                                                       or values.max() >= num_classes):
+                bad = int(values[(values < 0) | (values >= num_classes)][0])
+                raise InputError(source, f"{name} {bad} of video '{video.id}' is outside the "
+                                         f"vocabulary: class ids run from 0 to {num_classes - 1} "
+                                         f"({num_classes} classes); is the vocabulary.csv in "
+                                         f"input/ the one of this dataset?",
+                                 record=index, offset=offset)
+        acc.add(video)
+    if not acc.ids:
+        what = (f"all {stats.skipped} records were corrupt" if stats.skipped
+                else f"it holds no records ({len(data)} bytes)")
+        raise InputError(source, f"nothing to convert: {what}; a YouTube-8M shard holds hundreds "
+                                 f"of videos, re-download it")
+    arrays = acc.arrays()
+    meta = {
+        "params": params,
+        "source": {"path": str(source), **stamp, "crc32c": f"{crc32c.crc32c(data):08x}"},
+        "videos": len(acc.ids),
+        "labeled_videos": int(np.count_nonzero(np.diff(arrays["label_offsets"]))),
+        "frames": int(len(arrays["frames"])) if "frames" in arrays else 0,
+        "truncated_videos": acc.truncated,
+        "frame_count_mismatches": acc.mismatched,
+        "skipped_records": stats.skipped,
+        "problems": stats.problems[:20],
+        "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype), "crc32c": _checksum(a)}
+                   for name, a in arrays.items()},
+    }
+    with atomic_dir(target) as tmp:
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
