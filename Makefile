@@ -20,7 +20,7 @@ COMPETITION ?= youtube8m-2018
 
 help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
-	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 all: setup sample features ## Set up, then run the whole job on the built-in sample competition
 	@$(YT8M) info

@@ -36,7 +36,9 @@ class FeatureCache:
         self.level = level
         self.num_classes = self.manifest["num_classes"]
         self.feature_sizes = self.manifest["feature_sizes"]
-        folds = read_folds(features_dir).set_index("shard")["fold"].to_dict()
+        fold_table = read_folds(features_dir)
+        folds = fold_table.set_index("shard")["fold"].to_dict()
+        self.num_folds = int(fold_table["num_folds"].iloc[0]) if len(fold_table) else 0
         self.shard_names = [s["name"] for s in self.manifest["shards"]]
         ids, shard_of, local, label_lo, labels, frame_lo = [], [], [], [], [], []
         label_base = 0
@@ -76,10 +78,6 @@ class FeatureCache:
     @property
     def feature_dim(self):
         return int(sum(self.feature_sizes.values()))
-
-    @property
-    def num_folds(self):
-        return int(self.fold.max()) + 1 if (self.fold >= 0).any() else 0
 
     def rows(self, split=None, folds=None, exclude_folds=None):
         """Row numbers of the videos in `split` (a name or a list) and, if given, in `folds`

@@ -63,6 +63,11 @@ def assign_folds(features_dir, shards, num_folds=5, splits=("train", "validate")
         load[fold] += videos
         new_rows.append({"shard": name, "split": split, "fold": fold, "num_folds": num_folds,
                          "videos": int(videos)})
+    folded = len(table) + len(new_rows)
+    if 0 < folded < num_folds:
+        raise Yt8mError(
+            f"only {folded} labeled shards for {num_folds} folds; a fold is a set of whole shards, "
+            f"so some folds would be empty. Use --folds {max(folded, 2)} or fewer, or add shards")
     if new_rows or not path.exists():
         table = pd.concat([table, pd.DataFrame(new_rows, columns=COLUMNS)], ignore_index=True)
         with atomic_path(path) as tmp:
