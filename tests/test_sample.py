@@ -117,7 +117,7 @@ def _scored(cache, rows, top, scores):
 
 
 def test_learnable_from_frames_beyond_the_mean_and_from_audio(learnable):
-    """A linear model on video means learns; frame-level pooling of its scores and audio add to it."""
+    """A linear model on video means learns; pooling its frame scores and adding audio help."""
     cache = learnable
     train, valid = cache.rows("train"), cache.rows("validate")
     y_train, y_valid = cache.multi_hot(train), cache.multi_hot(valid)

@@ -19,7 +19,7 @@ from yt8m.features.convert import (
     CACHE_FORMAT,
     FEATURE_DIM,
     conversion_params,
-    convert_shard,
+    convert_task,
     is_current,
 )
 from yt8m.features.folds import assign_folds
@@ -92,14 +92,6 @@ def detect(shards, level):
     return "2019" if "2019" in versions else next(iter(versions))
 
 
-def _convert_task(args):
-    source, target, params, skip_corrupt = args
-    try:
-        return str(source), convert_shard(source, target, params, skip_corrupt), None
-    except InputError as e:
-        return str(source), None, str(e)
-
-
 def build_features(input_dir="input", features_dir="features", level="frame", workers=2,
                    num_folds=5, fold_splits=("train", "validate"), max_frames=MAX_FRAMES,
                    skip_corrupt=False, progress=True):
@@ -125,12 +117,12 @@ def build_features(input_dir="input", features_dir="features", level="frame", wo
     started = time.perf_counter()
     bar = tqdm(total=len(todo), desc=f"features/{level}", unit="shard", disable=not progress)
     if workers <= 1 or len(todo) <= 1:
-        results = map(_convert_task, todo)
+        results = map(convert_task, todo)
         pool = None
     else:
         pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
                                       mp_context=multiprocessing.get_context("spawn"))
-        results = (f.result() for f in cf.as_completed([pool.submit(_convert_task, t)
+        results = (f.result() for f in cf.as_completed([pool.submit(convert_task, t)
                                                         for t in todo]))
     try:
         for _source, _meta, error in results:

@@ -98,29 +98,54 @@ class _ShardArrays:
         self.mismatched += len(video.rgb) != len(video.audio)
         self.truncated += n > self.max_frames
         n = min(n, self.max_frames)
-        frames = np.empty((n, FEATURE_DIM), np.uint8)
-        frames[:, :FRAME_FEATURES["rgb"]] = video.rgb[:n]
-        frames[:, FRAME_FEATURES["rgb"]:] = video.audio[:n]
-        self.frames.append(frames)
-        # The mean of dequantized frames equals the dequantized mean of the bytes.
-        mean = frames.mean(axis=0, dtype=np.float64) * SCALE + BIAS if n else np.zeros(FEATURE_DIM)
-        self.means.append(mean.astype(np.float32))
+        # Views into the record's bytes; copied once, into the shard's frame array.
+        self.frames.append((video.rgb[:n], video.audio[:n]))
+
+    def _frame_arrays(self):
+        offsets = _offsets([rgb for rgb, _ in self.frames])
+        frames = np.empty((offsets[-1], FEATURE_DIM), np.uint8)
+        split = FRAME_FEATURES["rgb"]
+        for (rgb, audio), start, end in zip(self.frames, offsets[:-1], offsets[1:]):
+            frames[start:end, :split] = rgb
+            frames[start:end, split:] = audio
+        # The mean of dequantized frames is the dequantized mean of the bytes; sum exactly in
+        # integers, one reduction for the whole shard (empty videos get zeros).
+        lengths = np.diff(offsets)
+        sums = np.zeros((len(lengths), FEATURE_DIM), np.float64)
+        nonempty = lengths > 0
+        if nonempty.any():
+            sums[nonempty] = np.add.reduceat(frames, offsets[:-1][nonempty], axis=0,
+                                             dtype=np.uint32)
+        means = np.where(nonempty[:, None], sums / np.maximum(lengths, 1)[:, None] * SCALE + BIAS,
+                         0.0)
+        return offsets, frames, means.astype(np.float32)
 
     def arrays(self):
         out = {"ids": np.asarray(self.ids, dtype=str)}
         out["label_offsets"], out["labels"] = _csr(self.labels, np.int32)
-        out["means"] = (np.stack(self.means) if self.means
-                        else np.zeros((0, FEATURE_DIM), np.float32))
         if self.level == "frame":
-            out["frame_offsets"] = _offsets(self.frames)
-            out["frames"] = (np.concatenate(self.frames) if self.frames
-                             else np.zeros((0, FEATURE_DIM), np.uint8))
+            out["frame_offsets"], out["frames"], out["means"] = self._frame_arrays()
+        else:
+            out["means"] = (np.stack(self.means) if self.means
+                            else np.zeros((0, FEATURE_DIM), np.float32))
         if self.has_segments:
             out["segment_offsets"], out["segment_start_times"] = _csr(
                 self.segments["start_times"], np.int32)
             _, out["segment_labels"] = _csr(self.segments["labels"], np.int32)
             _, out["segment_scores"] = _csr(self.segments["scores"], np.float32)
         return out
+
+
+def convert_task(args):
+    """Process-pool entry point: `(source, target, params, skip_corrupt)` -> (source, meta, error).
+
+    Lives here, not in `build`, so worker processes import only numpy and protobuf.
+    """
+    source, target, params, skip_corrupt = args
+    try:
+        return str(source), convert_shard(source, target, params, skip_corrupt), None
+    except InputError as e:
+        return str(source), None, str(e)
 
 
 def convert_shard(source, target, params, skip_corrupt=False):

@@ -1,0 +1,138 @@
+"""`make bench`: cache build and loader throughput, measured side by side in one run.
+
+Method: a generated competition (real record layout, 60-300 frames per video) is written to a
+temporary folder. Each figure is the median of several repeats:
+- cache build, one and two worker processes, from scratch into an empty folder;
+- the same decoding without writing anything, like for like with
+- the straightforward alternative on the same shards: `tf.data.TFRecordDataset` with one
+  `tf.io.parse_single_sequence_example` + `tf.io.decode_raw` per record, to numpy (decoding only,
+  nothing written);
+- the batch loader over the built cache, shuffled across shards, at the demo (60) and paper (300)
+  frame counts, with background threads and without.
+"""
+
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from yt8m.fileio import write_text
+
+
+def _machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"numpy {np.__version__}")
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _tf_per_record(files):
+    import tensorflow as tf
+
+    context = {"id": tf.io.FixedLenFeature([], tf.string),
+               "labels": tf.io.VarLenFeature(tf.int64)}
+    sequence = {"rgb": tf.io.FixedLenSequenceFeature([], tf.string),
+                "audio": tf.io.FixedLenSequenceFeature([], tf.string)}
+    count = 0
+    for record in tf.data.TFRecordDataset([str(f) for f in files]):
+        ctx, seq = tf.io.parse_single_sequence_example(record, context, sequence)
+        tf.io.decode_raw(seq["rgb"], tf.uint8).numpy()
+        tf.io.decode_raw(seq["audio"], tf.uint8).numpy()
+        ctx["labels"].values.numpy()
+        count += 1
+    return count
+
+
+def _yt8m_decode(files):
+    from yt8m.input.schema import VERSIONS, decode, parse
+    from yt8m.input.tfrecord import iter_records
+
+    count = 0
+    for path in files:
+        for index, offset, payload in iter_records(path):
+            decode(parse(payload, path, index, offset), VERSIONS["2018"], "frame", path, index)
+            count += 1
+    return count
+
+
+def run_benchmarks(output="features/bench.md", quick=False, progress=True):
+    from yt8m.features.build import build_features
+    from yt8m.features.cache import FeatureCache
+    from yt8m.features.loader import BatchLoader
+    from yt8m.input.sample import SampleSpec, generate
+
+    shards, videos, repeats = (2, 40, 1) if quick else (6, 150, 3)
+    spec = SampleSpec(seed=7, train_shards=shards, validate_shards=0, test_shards=0,
+                      videos_per_shard=videos)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="yt8m-bench-") as tmp:
+        tmp = Path(tmp)
+        generate(tmp / "input", spec, progress=progress)
+        files = sorted((tmp / "input" / "frame").glob("*.tfrecord"))
+        megabytes = sum(f.stat().st_size for f in files) / 1e6
+        total = shards * videos
+        runs = iter(range(10**6))
+
+        def build(workers):
+            build_features(tmp / "input", tmp / f"features{next(runs)}", workers=workers,
+                           num_folds=2, progress=False)
+
+        baseline = _median_time(lambda: _tf_per_record(files), repeats)
+        for label, seconds in [
+            ("tf.data + tf.io.parse_single_sequence_example per record (decode only)", baseline),
+            ("yt8m reader + schema decode only (same work as the baseline)",
+             _median_time(lambda: _yt8m_decode(files), repeats)),
+            ("yt8m features, 1 worker (decode, write arrays, checksums)",
+             _median_time(lambda: build(1), repeats)),
+            ("yt8m features, 2 workers", _median_time(lambda: build(2), repeats)),
+        ]:
+            rows.append(("shards -> arrays", label, f"{megabytes / seconds:,.0f} MB/s",
+                         f"{total / seconds:,.0f} videos/s", f"{baseline / seconds:.2f}x"))
+        build_features(tmp / "input", tmp / "features", workers=2, num_folds=2, progress=False)
+        cache = FeatureCache(tmp / "features")
+        all_rows = cache.rows()
+        for frames, batch in ((60, 64), (300, 160)):
+            for prefetch, workers in ((0, 1), (4, 2)):
+                loader = BatchLoader(cache, all_rows, batch_size=batch, num_frames=frames,
+                                     shuffle=True, prefetch=prefetch, workers=workers)
+                seconds = _median_time(lambda loader=loader: sum(1 for _ in loader), repeats)
+                threads = f"{workers} thread(s), prefetch {prefetch}" if prefetch else "inline"
+                rows.append(("loader", f"{frames} frames, batch {batch}, shuffled, {threads}",
+                             f"{len(all_rows) * frames * 1152 / seconds / 1e6:,.0f} MB/s",
+                             f"{len(all_rows) / seconds:,.0f} examples/s", ""))
+    lines = [
+        "# Feature cache benchmark",
+        "",
+        f"Machine: {_machine()}.",
+        f"Data: {shards} generated frame-level shards, {total} videos, {megabytes:.0f} MB "
+        f"(60-300 frames per video). Median of {repeats} run(s) per row; the ratio column is "
+        f"the speed-up over the per-record tf.io baseline measured in the same run.",
+        "",
+        "| stage | method | bytes | items | vs baseline |",
+        "|---|---|---:|---:|---:|",
+        *[f"| {' | '.join(r)} |" for r in rows],
+        "",
+    ]
+    text = "\n".join(lines)
+    write_text(output, text)
+    print(text)
+    return rows
