@@ -104,21 +104,19 @@ class _ShardArrays:
     def _frame_arrays(self):
         offsets = _offsets([rgb for rgb, _ in self.frames])
         frames = np.empty((offsets[-1], FEATURE_DIM), np.uint8)
+        means = np.zeros((len(self.frames), FEATURE_DIM), np.float32)
         split = FRAME_FEATURES["rgb"]
-        for (rgb, audio), start, end in zip(self.frames, offsets[:-1], offsets[1:]):
+        for i, ((rgb, audio), start, end) in enumerate(zip(self.frames, offsets[:-1],
+                                                           offsets[1:])):
             frames[start:end, :split] = rgb
             frames[start:end, split:] = audio
-        # The mean of dequantized frames is the dequantized mean of the bytes; sum exactly in
-        # integers, one reduction for the whole shard (empty videos get zeros).
-        lengths = np.diff(offsets)
-        sums = np.zeros((len(lengths), FEATURE_DIM), np.float64)
-        nonempty = lengths > 0
-        if nonempty.any():
-            sums[nonempty] = np.add.reduceat(frames, offsets[:-1][nonempty], axis=0,
-                                             dtype=np.uint32)
-        means = np.where(nonempty[:, None], sums / np.maximum(lengths, 1)[:, None] * SCALE + BIAS,
-                         0.0)
-        return offsets, frames, means.astype(np.float32)
+            if end > start:
+                # The mean of dequantized frames is the dequantized mean of the bytes. A float32
+                # sum of at most 300 bytes is exact (below 2**24) and a matrix product is the
+                # fastest way numpy has to take it (np.add.reduceat is 20x slower here).
+                total = np.ones(end - start, np.float32) @ frames[start:end].astype(np.float32)
+                means[i] = total.astype(np.float64) / (end - start) * SCALE + BIAS
+        return offsets, frames, means
 
     def arrays(self):
         out = {"ids": np.asarray(self.ids, dtype=str)}

@@ -1,0 +1,19 @@
+import re
+
+import pytest
+
+from yt8m.bench import run_benchmarks
+
+
+@pytest.mark.slow
+def test_bench_writes_a_table_with_machine_method_and_figures(tmp_path):
+    out = tmp_path / "bench.md"
+    rows = run_benchmarks(out, quick=True, progress=False)
+    text = out.read_text()
+    assert text.startswith("# Feature cache benchmark") and "Machine: " in text
+    assert "Median of 1 run(s)" in text
+    assert len(rows) == 8
+    for row in rows:
+        rate = float(re.match(r"([\d,.]+) ", row[3]).group(1).replace(",", ""))
+        assert rate > 0
+    assert rows[0][4] == "1.00x"
