@@ -11,7 +11,7 @@ from yt8m.errors import Yt8mError
 from yt8m.features.build import build_features
 from yt8m.features.cache import FeatureCache
 from yt8m.features.quantization import dequantize
-from yt8m.input.sample import VERTICALS, VOCABULARY_COLUMNS, SampleSpec, generate
+from yt8m.input.sample import VERTICALS, VOCABULARY_COLUMNS, SampleSpec, _World, generate
 from yt8m.metrics import gap
 
 # Big enough for a linear model to learn the frequent classes; still seconds to build.
@@ -90,17 +90,14 @@ def test_statistics_look_like_youtube8m(learnable):
     # Zipf-like: frequency falls with the class id, over orders of magnitude.
     assert freq[:10].sum() > 5 * freq[100:110].sum() > 0
     assert (freq > 0).sum() > 300
-    # Labels co-occur inside verticals far more than chance.
-    vocab_vertical = _verticals(cache)
-    same = [len(set(vocab_vertical[labels])) == 1 for labels in cache.label_lists(rows)
-            if len(labels) > 1]
-    assert np.mean(same) > 0.3
-
-
-def _verticals(cache):
-    from yt8m.input.sample import _World
-
-    return _World(LEARNABLE).vertical
+    # Label pairs share a vertical far more often than independent labels would.
+    vertical = _World(LEARNABLE).vertical
+    pairs = [(a, b) for labels in cache.label_lists(rows)
+             for i, a in enumerate(labels) for b in labels[i + 1:]]
+    same = np.mean([vertical[a] == vertical[b] for a, b in pairs])
+    share = np.bincount(vertical[cache.labels_flat], minlength=len(VERTICALS))
+    chance = ((share / share.sum()) ** 2).sum()
+    assert same > 2 * chance, (same, chance)
 
 
 def _ridge(x, y, lam=10.0):
