@@ -14,9 +14,15 @@ PARTITION ?= 2/frame/train
 SHARD ?= 1,100
 MIRROR ?= us
 COMPETITION ?= youtube8m-2018
+# make submission: SRC=models/<id> or ensembles/<id> (default: best OOF GAP), ID=, GZIP=1, FORCE=1
+# make submit: SUB=<id> MSG="..." DRY_RUN=1
+SRC ?=
+ID ?=
+SUB ?=
+MSG ?=
 
-.PHONY: help all setup sample features test test-slow lint format bench download \
-        download-kaggle clean-features clean
+.PHONY: help all setup sample features submission submit test test-slow lint format bench \
+        download download-kaggle clean-features clean
 
 help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -39,6 +45,14 @@ sample: setup ## Generate the sample competition into input/ (a no-op when it is
 features: setup ## Decode input/ shards into the features/ cache and assign folds (LEVEL, WORKERS, FOLDS)
 	$(YT8M) features --level $(LEVEL) --workers $(WORKERS) --folds $(FOLDS)
 
+submission: setup ## Write submissions/<id>.csv from the best test predictions (SRC, ID, GZIP, FORCE)
+	$(YT8M) submission write --competition $(COMPETITION) $(if $(SRC),--source $(SRC)) \
+	  $(if $(ID),--id $(ID)) $(if $(GZIP),--gzip) $(if $(FORCE),--force)
+
+submit: setup ## Check, then send submissions/<SUB>.csv with the kaggle CLI (SUB, MSG, DRY_RUN=1)
+	$(YT8M) submission submit $(SUB) --competition $(COMPETITION) \
+	  $(if $(MSG),--message "$(MSG)") $(if $(DRY_RUN),--dry-run)
+
 test: setup ## Run the test suite (slow tests excluded)
 	$(PY) -m pytest -m "not slow" -n 2 --dist loadgroup
 
@@ -51,7 +65,7 @@ lint: setup ## Check style with ruff
 format: setup ## Apply the lint fixes ruff can make
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup ## Measure cache build and loader throughput; writes features/bench.md
+bench: setup ## Measure cache build, loader and scoring throughput; writes features/bench.md
 	$(YT8M) bench
 
 download: setup ## Fetch real shards with the official download.py (PARTITION=2/frame/train SHARD=1,100 MIRROR=us)

@@ -3,6 +3,7 @@
 import argparse
 import sys
 import textwrap
+from pathlib import Path
 
 from yt8m import __version__
 from yt8m.errors import Yt8mError
@@ -100,6 +101,69 @@ def _bench(args):
     run_benchmarks(args.output, quick=args.quick)
 
 
+def _submission_write(args):
+    from yt8m.submissions.build import write_submission
+    from yt8m.submissions.kaggle import competition_slug
+
+    path, info, written = write_submission(
+        args.source, args.output, args.id, args.features, args.level, args.input, gz=args.gzip,
+        force=args.force, competition=competition_slug(args.competition))
+    gap = (info.get("oof") or {}).get("gap")
+    estimate = f"; OOF GAP@20 {gap:.5f}" if isinstance(gap, float) else ""
+    state = "wrote" if written else "up to date:"
+    print(f"{state} {path} ({info['rows']} videos, from {info['source']}{estimate})")
+    solution = Path(args.input) / "solution.csv"
+    if solution.is_file():
+        _print_score(path, solution, args)
+
+
+def _print_score(path, solution, args):
+    from yt8m.submissions import video
+    from yt8m.submissions.build import test_ids
+
+    num_classes = test_ids(args.features, args.level)[1] or 3862
+    result = video.score(path, solution, num_classes)
+    print(f"scored against {solution}: GAP@20 {result['gap']:.5f}, Hit@1 "
+          f"{result['hit_at_one']:.5f}, PERR {result['perr']:.5f}, mAP {result['map']:.5f} "
+          f"({result['videos']} videos)")
+
+
+def _submission_check(args):
+    from yt8m.submissions.build import check_file
+
+    report = check_file(args.file, args.features, args.level, args.input)
+    if not report.ok:
+        print(report.format(args.max_problems), file=sys.stderr)
+        raise Yt8mError(f"{args.file}: {len(report.problems)} problems in {report.rows} rows")
+    print(f"{args.file}: a valid {report.kind}-level submission, {report.rows} rows")
+
+
+def _submission_score(args):
+    _print_score(args.file, args.solution, args)
+
+
+def _submission_submit(args):
+    from yt8m.submissions import build, kaggle
+
+    slug = kaggle.competition_slug(args.competition)
+    if not args.sub:
+        present = sorted(p.name for p in Path(args.output).glob("*.csv*"))
+        raise Yt8mError(f"name the submission to send: make submit SUB=<id> (in {args.output}/: "
+                        f"{', '.join(present) or 'none yet'})")
+    path = build.resolve(args.sub, args.output)
+    report = build.check_file(path, args.features, args.level, args.input)
+    if not report.ok:
+        print(report.format(20), file=sys.stderr)
+        raise Yt8mError(f"{path} is not a valid submission; nothing was submitted")
+    if report.kind != kaggle.COMPETITIONS[slug]:
+        raise Yt8mError(f"{path} is a {report.kind}-level submission but {slug} takes "
+                        f"{kaggle.COMPETITIONS[slug]}-level files")
+    message = args.message or build.default_message(path)
+    status = kaggle.submit(path, slug, message, dry_run=args.dry_run)
+    if status:
+        raise Yt8mError(f"the kaggle CLI failed (exit {status}); see its message above")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="yt8m",
@@ -182,7 +246,61 @@ def build_parser():
                 "table with the machine and the method.")
     p.add_argument("--output", default="features/bench.md")
     p.add_argument("--quick", action="store_true", help="a smaller benchmark, for testing")
+
+    p = sub.add_parser("submission", help="write, check, score and submit Kaggle submissions",
+                       description="Kaggle submission files under submissions/.")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def action(name, func, help_text, description):
+        a = actions.add_parser(name, help=help_text, description=description,
+                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        a.set_defaults(func=func)
+        a.add_argument("--features", default="features")
+        a.add_argument("--level", default="frame", choices=["frame", "video"])
+        a.add_argument("--input", default="input")
+        a.add_argument("--output", default="submissions", help="the submissions folder")
+        return a
+
+    a = action("write", _submission_write, "write submissions/<id>.csv from test predictions",
+               "Write the top-20 label-confidence pairs of every test video from a model's or "
+               "ensemble's test logits (default: the best by OOF GAP under ensembles/ and "
+               "models/), check the file, and record its provenance in <id>.json. On the sample "
+               "competition it is also scored against input/solution.csv.")
+    a.add_argument("--source", help="a models/<id> or ensembles/<id> folder")
+    a.add_argument("--id", help="submission id (default: the source's id)")
+    a.add_argument("--gzip", action="store_true", help="write <id>.csv.gz")
+    a.add_argument("--force", action="store_true", help="replace an existing submission")
+    a.add_argument("--competition", default="youtube8m-2018")
+
+    a = action("check", _submission_check, "validate a submission file",
+               "Check the header, that every test video appears exactly once, the 20 pairs per "
+               "row, label ids against the vocabulary, duplicates, and confidences in [0, 1] "
+               "sorted highest first (or the 2019 Class,Segments format). Lists every problem "
+               "with its line number.")
+    a.add_argument("file")
+    a.add_argument("--max-problems", type=int, default=50, help="problems to print")
+
+    a = action("score", _submission_score, "score a submission against an answer key",
+               "GAP@20, Hit@1, PERR and mAP of a video-level submission against a "
+               "VideoId,Labels CSV (the sample competition writes input/solution.csv).")
+    a.add_argument("file")
+    a.add_argument("--solution", default="input/solution.csv")
+
+    a = action("submit", _submission_submit, "send a submission with the kaggle CLI",
+               "Check a submission, then run `kaggle competitions submit` for it. Credentials "
+               "are the kaggle CLI's own (KAGGLE_API_TOKEN, ~/.kaggle/access_token, "
+               "~/.kaggle/kaggle.json, KAGGLE_USERNAME/KAGGLE_KEY); they are never printed.")
+    a.add_argument("sub", nargs="?", help="submission id or file")
+    a.add_argument("--competition", default="youtube8m-2018",
+                   help="Kaggle slug or year: youtube8m (2017), youtube8m-2018, youtube8m-2019")
+    a.add_argument("--message", help="submission message (default: source and OOF GAP)")
+    a.add_argument("--dry-run", action="store_true", help="print the command instead")
     return parser
+
+
+def _name(args):
+    action = getattr(args, "action", None)
+    return f"yt8m {args.command}" + (f" {action}" if action else "")
 
 
 def main(argv=None):
@@ -190,14 +308,14 @@ def main(argv=None):
     try:
         args.func(args)
     except Yt8mError as e:
-        print(f"yt8m {args.command}: error: {e}", file=sys.stderr)
+        print(f"{_name(args)}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # permissions, full disks: name the file, skip the traceback
         where = f"{e.filename}: " if e.filename else ""
-        print(f"yt8m {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"{_name(args)}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"yt8m {args.command}: interrupted; finished work is kept, run the same command "
+        print(f"{_name(args)}: interrupted; finished work is kept, run the same command "
               f"again to resume", file=sys.stderr)
         return 130
     return 0

@@ -1,0 +1,272 @@
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yt8m import predictions
+from yt8m.cli import main
+from yt8m.errors import Yt8mError
+from yt8m.features.cache import FeatureCache
+from yt8m.metrics import evaluate
+from yt8m.submissions import kaggle, segments, video
+from yt8m.submissions.build import write_submission
+
+IDS = ["aaaa", "bbbb", "cccc"]
+
+
+def logits_for(num_videos=3, num_classes=50, seed=0):
+    return np.random.default_rng(seed).normal(size=(num_videos, num_classes)).astype(np.float32)
+
+
+@pytest.fixture
+def good_csv(tmp_path):
+    path = tmp_path / "good.csv"
+    video.write(path, IDS, logits_for())
+    return path
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_round_trip_writer_validator_reader(tmp_path, gz):
+    logits = logits_for()
+    path = tmp_path / ("sub.csv.gz" if gz else "sub.csv")
+    assert video.write(path, IDS, logits) == 3
+    if gz:
+        assert gzip.decompress(path.read_bytes()).startswith(b"VideoId,LabelConfidencePairs\n")
+    report = video.check(path, test_ids=IDS, classes=range(50))
+    assert report.ok, report.format()
+    ids, labels, scores = video.read(path)
+    assert ids == IDS
+    expected = np.argsort(-logits, axis=1, kind="stable")[:, :20]
+    np.testing.assert_array_equal(labels, expected)
+    sigmoid = 1 / (1 + np.exp(-np.take_along_axis(logits, expected, 1).astype(np.float64)))
+    np.testing.assert_allclose(scores, sigmoid, rtol=1e-5)
+    line = gzip.decompress(path.read_bytes()) if gz else path.read_bytes()
+    assert b"  " not in line and b"\r" not in line
+
+
+def test_confidences_are_printed_compactly(tmp_path):
+    logits = np.full((1, 25), -30.0, np.float32)
+    logits[0, 3] = 40.0
+    path = tmp_path / "s.csv"
+    video.write(path, ["x"], logits)
+    row = path.read_text().splitlines()[1]
+    assert row.startswith("x,3 1 0 9.35762e-14 1 9.35762e-14 ")
+
+
+def mutate(path, line_number, new_line):
+    lines = path.read_text().splitlines()
+    if new_line is None:
+        del lines[line_number - 1]
+    else:
+        lines[line_number - 1] = new_line
+    path.write_text("\n".join(lines) + "\n")
+
+
+def second_row_with(path, transform):
+    row = path.read_text().splitlines()[2]
+    video_id, pairs = row.split(",")
+    tokens = pairs.split(" ")
+    return f"{video_id},{transform(tokens)}"
+
+
+REJECTIONS = {
+    "header": (1, lambda p: "VideoId,Labels", "header is 'VideoId,Labels'"),
+    "unknown id": (3, lambda p: second_row_with(p, " ".join).replace("bbbb", "zzzz"),
+                   "zzzz is not a test video"),
+    "missing id": (4, lambda p: None, "1 test videos have no row, e.g. cccc"),
+    "duplicate id": (4, lambda p: p.read_text().splitlines()[1], "already appears on line 2"),
+    "19 pairs": (3, lambda p: second_row_with(p, lambda t: " ".join(t[:-2])),
+                 "19 label-confidence pairs, expected 20"),
+    "odd fields": (3, lambda p: second_row_with(p, lambda t: " ".join(t[:-1])),
+                   "39 fields"),
+    "label outside vocabulary": (3, lambda p: second_row_with(
+        p, lambda t: " ".join(["99"] + t[1:])), "label 99 is not in the vocabulary"),
+    "duplicate label": (3, lambda p: second_row_with(
+        p, lambda t: " ".join(t[:2] + [t[0]] + t[3:])), "is listed twice"),
+    "non-numeric confidence": (3, lambda p: second_row_with(
+        p, lambda t: " ".join(t[:1] + ["high"] + t[2:])), "'high' of label"),
+    "confidence above 1": (3, lambda p: second_row_with(
+        p, lambda t: " ".join(t[:1] + ["1.5"] + t[2:])), "outside [0, 1]"),
+    "negative confidence": (3, lambda p: second_row_with(
+        p, lambda t: " ".join(t[:-1] + ["-0.1"])), "outside [0, 1]"),
+    "unsorted": (3, lambda p: second_row_with(
+        p, lambda t: " ".join(t[:-1] + ["0.999999"])), "not sorted highest first"),
+    "double space": (3, lambda p: second_row_with(p, "  ".join), "single spaces"),
+    "no comma": (3, lambda p: "bbbb", "no comma"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTIONS))
+def test_each_rejection_names_its_line(good_csv, case):
+    line, new_line, message = REJECTIONS[case]
+    mutate(good_csv, line, new_line(good_csv))
+    report = video.check(good_csv, test_ids=IDS, classes=range(50))
+    assert not report.ok
+    assert any(message in text for _, text in report.problems), report.format()
+    lines = [number for number, text in report.problems if message in text]
+    if case != "missing id":
+        assert lines[0] == line
+    assert f"{good_csv}:" in report.format()
+
+
+def test_unreadable_and_empty_files(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert "empty" in video.check(empty).problems[0][1]
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    assert "UTF-8" in video.check(binary).problems[0][1]
+    assert "no such file" in video.check(tmp_path / "none.csv").problems[0][1]
+
+
+def test_segment_submission_round_trip_and_rejections(tmp_path):
+    seg_ids = segments.segment_ids_of(["v1", "v2"], [12, 7])
+    assert seg_ids == ["v1:0", "v1:5", "v1:10", "v2:0", "v2:5"]
+    scores = np.random.default_rng(0).random((5, 10)).astype(np.float32)
+    path = tmp_path / "seg.csv"
+    assert segments.write(path, seg_ids, scores, classes=[2, 7]) == 2
+    report = segments.check(path, classes=[2, 7], segment_ids=seg_ids)
+    assert report.ok, report.format()
+    rows = dict(line.split(",") for line in path.read_text().splitlines()[1:])
+    assert rows["2"].split() == [seg_ids[i] for i in np.argsort(-scores[:, 2])]
+    capped = tmp_path / "capped.csv"
+    segments.write(capped, seg_ids, scores, classes=[2, 7], max_segments=2)
+    assert all(len(r.split(",")[1].split()) == 2 for r in capped.read_text().splitlines()[1:])
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("Class,Segments\n2,v1:0 v1:0 v1:3 nonsense\n3,v9:0\n2,v1:5\n")
+    problems = "\n".join(text for _, text in
+                         segments.check(bad, classes=[2, 7], segment_ids=seg_ids).problems)
+    for expected in ("v1:0 is listed twice", "v1:3 does not start on the 5-second grid",
+                     "'nonsense' is not", "class 3 is not a scored class",
+                     "v9:0 is not a test segment", "class 2 already appears on line 2"):
+        assert expected in problems
+    assert "more than" not in problems
+    assert not segments.check(capped, max_segments=1).ok
+
+
+def test_credentials_are_found_where_the_kaggle_cli_looks(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    assert kaggle.credential_source({}, home) is None
+    assert "KAGGLE_API_TOKEN" in kaggle.credential_source({"KAGGLE_API_TOKEN": "t"}, home)
+    assert "KAGGLE_KEY" in kaggle.credential_source(
+        {"KAGGLE_USERNAME": "u", "KAGGLE_KEY": "k"}, home)
+    assert kaggle.credential_source({"KAGGLE_USERNAME": "u"}, home) is None
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "kaggle.json").write_text("{}")
+    assert kaggle.credential_source({"KAGGLE_CONFIG_DIR": str(tmp_path / "conf")}, home) == str(
+        tmp_path / "conf" / "kaggle.json")
+    (home / ".kaggle").mkdir()
+    (home / ".kaggle" / "access_token").write_text("secret")
+    assert kaggle.credential_source({}, home) == "~/.kaggle/access_token"
+
+
+def test_submit_without_credentials_explains_and_never_runs(tmp_path):
+    ran = []
+    with pytest.raises(Yt8mError, match="no Kaggle credentials found") as info:
+        kaggle.submit(tmp_path / "s.csv", "youtube8m-2018", "m", env={}, home=tmp_path,
+                      run=lambda *a, **k: ran.append(a))
+    assert "KAGGLE_API_TOKEN" in str(info.value) and "youtube8m-2018/rules" in str(info.value)
+    assert not ran
+
+
+def test_submit_runs_the_kaggle_cli_without_printing_the_secret(tmp_path, capsys):
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    env = {"KAGGLE_USERNAME": "me", "KAGGLE_KEY": "s3cr3t-key"}
+    status = kaggle.submit(tmp_path / "s.csv", "youtube8m", "first try", env=env, home=tmp_path,
+                           run=lambda cmd, check: calls.append(cmd) or Done())
+    assert status == 0
+    assert calls[0][1:] == ["competitions", "submit", "-c", "youtube8m", "-f",
+                            str(tmp_path / "s.csv"), "-m", "first try"]
+    assert "s3cr3t" not in capsys.readouterr().out
+    assert kaggle.submit(tmp_path / "s.csv", "youtube8m", "m", dry_run=True, env=env) == 0
+    out = capsys.readouterr().out
+    assert "would run: " in out and "competitions submit -c youtube8m" in out
+    assert "s3cr3t" not in out
+    assert kaggle.competition_slug("2017") == "youtube8m"
+    with pytest.raises(Yt8mError, match="supported: youtube8m"):
+        kaggle.competition_slug("youtube8m-2016")
+
+
+@pytest.fixture
+def competition(tiny_input, tiny_features, tmp_path, monkeypatch):
+    """A workspace folder holding the tiny competition and a source with good test logits."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input").symlink_to(tiny_input)
+    (tmp_path / "features").symlink_to(tiny_features)
+    cache = FeatureCache("features")
+    rows = cache.rows("test")
+    solution = video.read_solution("input/solution.csv")
+    truth = [solution[v] for v in cache.ids[rows]]
+    logits = np.random.default_rng(0).normal(size=(len(rows), cache.num_classes)) - 3
+    for i, labels in enumerate(truth):
+        logits[i, labels] += np.random.default_rng(i).normal(5.0, 1.0, len(labels))
+    order = np.random.default_rng(1).permutation(len(rows))  # stored order need not be the cache's
+    predictions.save("models/good", "test", cache.ids[rows][order], logits[order])
+    (tmp_path / "models/good/metrics.json").write_text(json.dumps(
+        {"oof": {"gap": 0.61}, "config_hash": "f00d"}))
+    predictions.save("models/worse", "test", cache.ids[rows], logits * 0)
+    (tmp_path / "models/worse/metrics.json").write_text(json.dumps({"oof": {"gap": 0.2}}))
+    return cache, logits.astype(np.float32), truth
+
+
+def test_write_submission_end_to_end(competition, capsys):
+    cache, logits, truth = competition
+    assert main(["submission", "write"]) == 0  # picks the best source by OOF GAP
+    out = capsys.readouterr().out
+    assert "wrote submissions/good.csv (30 videos, from models/good; OOF GAP@20 0.61000)" in out
+    score_line = next(line for line in out.splitlines() if line.startswith("scored against"))
+    gap = float(score_line.split("GAP@20 ")[1].split(",")[0])
+    expected = evaluate(logits.astype(np.float16), truth, from_logits=True)["gap"]
+    assert gap == pytest.approx(expected, abs=2e-3) and gap > 0.5
+    info = json.loads(Path("submissions/good.json").read_text())
+    assert info["rows"] == 30 and info["config_hash"] == "f00d" and info["oof"]["gap"] == 0.61
+    assert main(["submission", "check", "submissions/good.csv"]) == 0
+    assert "valid video-level submission, 30 rows" in capsys.readouterr().out
+
+    assert main(["submission", "write"]) == 0  # same predictions: nothing to do
+    assert "up to date: submissions/good.csv" in capsys.readouterr().out
+    before = Path("submissions/good.csv").read_text()
+    assert main(["submission", "write", "--source", "models/worse", "--id", "good"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert Path("submissions/good.csv").read_text() == before
+    assert main(["submission", "write", "--source", "models/worse", "--id", "good",
+                 "--force"]) == 0
+    assert Path("submissions/good.csv").read_text() != before
+
+    assert main(["submission", "submit", "good", "--dry-run"]) == 0
+    assert "would run: " in capsys.readouterr().out
+    assert main(["submission", "submit", "good", "--competition", "2019", "--dry-run"]) == 2
+    assert "takes segments-level files" in capsys.readouterr().err
+
+
+def test_check_reports_every_problem_and_fails(competition, capsys):
+    write_submission("models/good", "submissions")
+    lines = Path("submissions/good.csv").read_text().splitlines()
+    lines[3] = lines[3].replace(" ", "  ", 1)
+    del lines[5]
+    Path("submissions/bad.csv").write_text("\n".join(lines) + "\n")
+    assert main(["submission", "check", "submissions/bad.csv"]) == 2
+    err = capsys.readouterr().err
+    assert "submissions/bad.csv:4: pairs must be separated by single spaces" in err
+    assert "1 test videos have no row" in err
+    assert "yt8m submission check: error: submissions/bad.csv: 2 problems in 29 rows" in err
+    assert main(["submission", "submit", "submissions/bad.csv", "--dry-run"]) == 2
+    assert "nothing was submitted" in capsys.readouterr().err
+
+
+def test_predictions_that_miss_test_videos_are_refused(competition):
+    cache = competition[0]
+    rows = cache.rows("test")[:-1]
+    predictions.save("models/short", "test", cache.ids[rows], np.zeros((len(rows), 3862)))
+    with pytest.raises(Yt8mError, match="1 missing"):
+        write_submission("models/short", "submissions")
+    with pytest.raises(Yt8mError, match="no test predictions"):
+        write_submission("models/none", "submissions")
