@@ -164,6 +164,28 @@ def _submission_submit(args):
         raise Yt8mError(f"the kaggle CLI failed (exit {status}); see its message above")
 
 
+def _size(args):
+    import numpy as np
+
+    from yt8m.models.registry import load_spec, parse_spec
+
+    spec = load_spec(args.spec) if Path(args.spec).exists() or args.spec.endswith(".yaml") \
+        else parse_spec({"model": args.spec, "preset": args.preset}, args.spec)
+    from yt8m.models import build
+
+    model = build(spec, args.num_classes)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    total = sum(int(np.prod(w.shape)) for w in model.weights)
+    limit = 1024**3
+    print(f"{spec.model} ({spec.preset} preset): {trainable:,} trainable parameters, "
+          f"{total:,} in all")
+    for name, width in (("float32", 4), ("float16", 2)):
+        size = total * width
+        verdict = "within" if size < limit else "over"
+        print(f"  {name} checkpoint: {size / 1e6:,.1f} MB ({size / limit:.1%} of the 2018 "
+              f"challenge's 1 GB limit: {verdict})")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="yt8m",
@@ -246,6 +268,14 @@ def build_parser():
                 "table with the machine and the method.")
     p.add_argument("--output", default="features/bench.md")
     p.add_argument("--quick", action="store_true", help="a smaller benchmark, for testing")
+
+    p = command("size", _size, "parameters and checkpoint size of a model spec",
+                "Build a model spec (models/<id>.yaml, or a zoo model name with --preset) and "
+                "print its trainable and total parameters and its float32/float16 checkpoint "
+                "size against the 2018 challenge's 1 GB limit.")
+    p.add_argument("spec", help="models/<id>.yaml or a model name")
+    p.add_argument("--preset", default="paper", choices=["paper", "demo"])
+    p.add_argument("--num-classes", type=int, default=None)
 
     p = sub.add_parser("submission", help="write, check, score and submit Kaggle submissions",
                        description="Kaggle submission files under submissions/.")

@@ -1,0 +1,139 @@
+"""Every zoo layer: shape, masking, config round trip, .keras save/load, one training step.
+
+Runs on the backend Keras starts with (TensorFlow by default); `test_layers_pass_on_jax` runs
+this same file again under `KERAS_BACKEND=jax`.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from yt8m.models.layers import (
+    AttentionPooling,
+    ContextGating,
+    Dequantize,
+    MixtureOfExperts,
+    NetVLAD,
+    NeXtVLAD,
+    ShiftingAttention,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+B, T, F = 3, 7, 16
+LENGTHS = np.array([7, 4, 1])
+
+# name -> (factory, input kind, output width)
+FRAME_LAYERS = {
+    "netvlad": (lambda: NetVLAD(4), 4 * F),
+    "netrvlad": (lambda: NetVLAD(4, residuals=False), 4 * F),
+    "nextvlad": (lambda: NeXtVLAD(clusters=4, groups=4, expansion=2), 4 * 2 * F // 4),
+    "shifting_attention": (lambda: ShiftingAttention(3), 3 * F),
+    "attention_pooling": (lambda: AttentionPooling(), F),
+}
+VECTOR_LAYERS = {
+    "context_gating": (lambda: ContextGating(), F),
+    "context_gating_se": (lambda: ContextGating(reduction=4), F),
+    "mixture_of_experts": (lambda: MixtureOfExperts(5, 2, l2=1e-6), 5),
+}
+
+
+def frames(seed=0):
+    return np.random.default_rng(seed).normal(size=(B, T, F)).astype("float32")
+
+
+def mask():
+    return np.arange(T)[None, :] < LENGTHS[:, None]
+
+
+def frame_model(layer):
+    x = keras.Input((None, F), name="x")
+    m = keras.Input((None,), dtype="bool", name="m")
+    return keras.Model({"x": x, "m": m}, layer(x, mask=m))
+
+
+def vector_model(layer):
+    x = keras.Input((F,), name="x")
+    return keras.Model({"x": x}, layer(x))
+
+
+@pytest.mark.parametrize("name", sorted(FRAME_LAYERS))
+def test_frame_layer_shape_and_padding_never_matters(name):
+    factory, width = FRAME_LAYERS[name]
+    layer = factory()
+    x = frames()
+    out = np.asarray(layer(x, mask=mask()))
+    assert out.shape == (B, width) and np.isfinite(out).all()
+    # the padded length does not matter: video 0 alone, video 1 with its padding cut off
+    alone = np.asarray(layer(x[:1], mask=mask()[:1]))
+    np.testing.assert_allclose(alone, out[:1], atol=1e-5)
+    short = np.asarray(layer(x[1:2, :4], mask=mask()[1:2, :4]))
+    np.testing.assert_allclose(short, out[1:2], atol=1e-5)
+    noisy = x.copy()
+    noisy[~mask()] = 1e3  # garbage in the padded frames, in inference and training mode
+    for training in (False, True):
+        a = np.asarray(layer(x, mask=mask(), training=training))
+        b = np.asarray(layer(noisy, mask=mask(), training=training))
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(FRAME_LAYERS) + sorted(VECTOR_LAYERS))
+def test_config_round_trip_save_load_and_one_training_step(name, tmp_path):
+    factory, width = {**FRAME_LAYERS, **VECTOR_LAYERS}[name]
+    layer = factory()
+    rebuilt = type(layer).from_config(layer.get_config())
+    assert rebuilt.get_config() == layer.get_config()
+    is_frame = name in FRAME_LAYERS
+    model = frame_model(layer) if is_frame else vector_model(layer)
+    inputs = {"x": frames(), "m": mask()} if is_frame else {"x": frames()[:, 0]}
+    before = np.asarray(model.predict_on_batch(inputs))
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(inputs)), before, atol=1e-6)
+
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    target = np.random.default_rng(1).normal(size=(B, width)).astype("float32")
+    weights = [keras.ops.convert_to_numpy(w).copy() for w in model.trainable_weights]
+    first = model.train_on_batch(inputs, target)
+    second = model.train_on_batch(inputs, target)
+    assert np.isfinite(first) and second < first
+    assert any(not np.allclose(w, np.asarray(v)) for w, v in
+               zip(weights, model.trainable_weights, strict=True))
+
+
+def test_dequantize_matches_the_starter_code():
+    q = np.array([[0, 1, 128, 255]], np.uint8)
+    expected = q * (4 / 255) + 4 / 512 - 2  # float32 on the device: compare to 1e-6 absolute
+    np.testing.assert_allclose(np.asarray(Dequantize()(q)), expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(Dequantize(half_bin=False)(q)), q * (4 / 255) - 2,
+                               atol=1e-6)
+    scaled = Dequantize(channel_scale=True)
+    scaled.build((1, 4))
+    scaled.set_weights([np.array([1, 2, 3, 4], np.float32)])
+    np.testing.assert_allclose(np.asarray(scaled(q)), expected * [1, 2, 3, 4], atol=4e-6)
+    assert not scaled.trainable_weights
+
+
+def test_mixture_of_experts_is_a_probability_with_a_dummy_expert():
+    moe = MixtureOfExperts(4, 2)
+    p = np.asarray(moe(np.random.default_rng(0).normal(size=(5, 8)).astype("float32")))
+    assert ((p > 0) & (p < 1)).all()
+    moe.experts.kernel.assign(np.zeros((8, 8), "float32"))
+    moe.experts.bias.assign(np.full((8,), 30.0, "float32"))  # experts certain
+    moe.gates.kernel.assign(np.zeros((8, 12), "float32"))  # uniform over 2 experts + dummy
+    np.testing.assert_allclose(np.asarray(moe(np.ones((1, 8), "float32"))), 2 / 3, rtol=1e-5)
+
+
+@pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the JAX run itself")
+def test_layers_pass_on_jax():
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-o", "addopts=", str(Path(__file__))], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "failed" not in run.stdout

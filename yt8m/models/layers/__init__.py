@@ -1,0 +1,17 @@
+"""Keras 3 layers of the YouTube-8M models: backend-agnostic (`keras.ops` only), one per file.
+
+Frame-level layers take `(batch, frames, features)` inputs with a `(batch, frames)` mask (True for
+real frames); padded frames never change their outputs.
+"""
+
+from .attention_pooling import AttentionPooling
+from .context_gating import ContextGating
+from .dequantize import Dequantize
+from .masking import masked_mean, masked_softmax
+from .mixture_of_experts import MixtureOfExperts
+from .netvlad import NetVLAD
+from .nextvlad import NeXtVLAD
+from .shifting_attention import ShiftingAttention
+
+__all__ = ["AttentionPooling", "ContextGating", "Dequantize", "MixtureOfExperts", "NetVLAD",
+           "NeXtVLAD", "ShiftingAttention", "masked_mean", "masked_softmax"]

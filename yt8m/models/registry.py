@@ -1,0 +1,193 @@
+"""Model specs (`models/<id>.yaml`) validated into typed objects, and `build(spec)`.
+
+A spec names a model of the zoo and a preset, and may override any architecture or training
+setting:
+
+    model: nextvlad          # see `MODELS`
+    preset: demo             # paper (the reference's hyperparameters) or demo (two CPU cores)
+    seed: 7
+    architecture:            # keyword arguments of the model's builder
+      clusters: 32
+    training:                # see `TRAINING_KEYS`
+      epochs: 4
+
+Unknown models, presets or keys are errors that name the file, the key and what is allowed.
+"""
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import Yt8mError
+
+
+@dataclass(frozen=True)
+class Entry:
+    builder: object
+    presets: dict
+    training: dict
+    level: str = "frame"  # frame: uint8 frames + mask; video: mean features
+    reference: str = ""
+
+
+def _entries():
+    from .zoo import attention_cluster, attention_lstm, baselines, gated_netvlad, nextvlad
+
+    demo_video = dict(baselines.VIDEO_TRAINING, batch_size=32, epochs=6, learning_rate=5e-3)
+    return {
+        "nextvlad": Entry(nextvlad.build, nextvlad.PRESETS, nextvlad.TRAINING,
+                          reference="PaddleVideo nextvlad; Lin et al. 2018"),
+        "attention_cluster": Entry(attention_cluster.build, attention_cluster.PRESETS,
+                                   attention_cluster.TRAINING,
+                                   reference="PaddleVideo attention_cluster; Long et al. 2018"),
+        "attention_lstm": Entry(attention_lstm.build, attention_lstm.PRESETS,
+                                attention_lstm.TRAINING,
+                                reference="PaddleVideo 2.x attention_lstm"),
+        "gated_netvlad": Entry(gated_netvlad.build, gated_netvlad.PRESETS,
+                               gated_netvlad.TRAINING,
+                               reference="WILLOW NetVLADModelLF; Miech et al. 2017"),
+        "dbof": Entry(baselines.build_dbof,
+                      {"paper": {}, "demo": dict(clusters=256, hidden=128)},
+                      {"paper": dict(baselines.FRAME_TRAINING, num_frames=30,
+                                     sampling="random"),
+                       "demo": baselines.DEMO_TRAINING},
+                      reference="starter code DbofModel"),
+        "frame_logistic": Entry(baselines.build_frame_logistic, {"paper": {}, "demo": {}},
+                                {"paper": baselines.FRAME_TRAINING,
+                                 "demo": dict(baselines.DEMO_TRAINING, learning_rate=5e-3)},
+                                reference="starter code FrameLevelLogisticModel"),
+        "video_logistic": Entry(baselines.build_video_logistic, {"paper": {}, "demo": {}},
+                                {"paper": baselines.VIDEO_TRAINING, "demo": demo_video},
+                                level="video", reference="starter code LogisticModel"),
+        "video_moe": Entry(baselines.build_video_moe, {"paper": {}, "demo": {}},
+                           {"paper": baselines.VIDEO_TRAINING, "demo": demo_video},
+                           level="video", reference="WILLOW video-level MoE + context gating"),
+    }
+
+
+_CACHE = {}
+
+
+def models():
+    """{name: Entry} of every model in the zoo."""
+    if not _CACHE:
+        _CACHE.update(_entries())
+    return _CACHE
+
+
+# Training settings a spec may set, with their types.
+TRAINING_KEYS = {
+    "optimizer": str, "learning_rate": float, "decay_rate": float, "decay_examples": int,
+    "boundaries_epochs": list, "batch_size": int, "epochs": int, "clipnorm": float,
+    "num_frames": int, "sampling": str, "features": str, "loss_reduction": str,
+    "rho": float, "epsilon": float, "centered": bool, "momentum": float,
+    "mixed_precision": str, "early_stopping": int, "train_splits": list,
+    "eigenvalues": str,
+}
+SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training")
+
+
+@dataclass
+class Spec:
+    """A validated model spec."""
+
+    model: str
+    preset: str = "demo"
+    seed: int = 0
+    num_classes: int | None = None
+    architecture: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    source: str = "<spec>"
+
+    @property
+    def entry(self):
+        return models()[self.model]
+
+    @property
+    def level(self):
+        return self.entry.level
+
+    def settings(self):
+        """(architecture kwargs, training settings): the preset with the overrides applied."""
+        arch = dict(self.entry.presets[self.preset]) | self.architecture
+        train = dict(self.entry.training[self.preset]) | self.training
+        return arch, train
+
+    def config_hash(self):
+        """A short hash of everything that determines the trained model."""
+        arch, train = self.settings()
+        text = json.dumps({"model": self.model, "architecture": arch, "training": train,
+                           "seed": self.seed, "num_classes": self.num_classes},
+                          sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_keys(where, given, allowed):
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise Yt8mError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+
+
+def parse_spec(data, source="<spec>"):
+    """Validate a spec mapping (from YAML) into a `Spec`."""
+    if not isinstance(data, dict):
+        raise Yt8mError(f"{source}: a spec is a mapping with keys {', '.join(SPEC_KEYS)}")
+    _check_keys(source, data, SPEC_KEYS)
+    name = data.get("model")
+    if name not in models():
+        raise Yt8mError(f"{source}: model: unknown model {name!r}; the zoo has "
+                        f"{', '.join(models())}")
+    entry = models()[name]
+    preset = data.get("preset", "demo")
+    if preset not in entry.presets:
+        raise Yt8mError(f"{source}: preset: {preset!r} is not one of {', '.join(entry.presets)}")
+    arch = data.get("architecture") or {}
+    train = data.get("training") or {}
+    for key, value in (("architecture", arch), ("training", train)):
+        if not isinstance(value, dict):
+            raise Yt8mError(f"{source}: {key}: expected a mapping of settings")
+    arguments = [p for p in inspect.signature(entry.builder).parameters if p != "num_classes"]
+    _check_keys(f"{source}: architecture of {name}", arch, arguments)
+    _check_keys(f"{source}: training", train, list(TRAINING_KEYS))
+    for key, value in train.items():
+        expected = TRAINING_KEYS[key]
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        if not ok or (expected is int and isinstance(value, bool)):
+            raise Yt8mError(f"{source}: training: {key} must be {expected.__name__}, "
+                            f"got {value!r}")
+    for key in ("seed", "num_classes"):
+        if key in data and data[key] is not None and not isinstance(data[key], int):
+            raise Yt8mError(f"{source}: {key} must be an integer, got {data[key]!r}")
+    return Spec(model=name, preset=preset, seed=data.get("seed", 0) or 0,
+                num_classes=data.get("num_classes"), architecture=arch, training=train,
+                source=source)
+
+
+def load_spec(path):
+    """Read and validate `models/<id>.yaml`."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise Yt8mError(f"{path}: no such spec") from None
+    except yaml.YAMLError as e:
+        raise Yt8mError(f"{path}: not valid YAML ({e})") from None
+    return parse_spec(data, str(path))
+
+
+def build(spec, num_classes=None):
+    """The Keras model of a spec (a `Spec`, a mapping or a YAML path); outputs are logits."""
+    if isinstance(spec, (str, Path)):
+        spec = load_spec(spec)
+    elif isinstance(spec, dict):
+        spec = parse_spec(spec)
+    arch, _ = spec.settings()
+    classes = num_classes or spec.num_classes or 3862
+    try:
+        return spec.entry.builder(num_classes=classes, **arch)
+    except (TypeError, ValueError) as e:
+        raise Yt8mError(f"{spec.source}: cannot build {spec.model}: {e}") from None

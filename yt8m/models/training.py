@@ -1,0 +1,118 @@
+"""Compile and feed a zoo model the way its reference trained it (optimizer, schedule, loss)."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..errors import Yt8mError
+from ..features.loader import BatchLoader
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class MultiLabelLoss(keras.losses.Loss):
+    """Sigmoid cross-entropy on logits, summed over classes.
+
+    `reduction="sum_over_batch_size"` then averages over the batch (NeXtVLAD, Attention Cluster,
+    the starter code); `reduction="sum"` also sums over the batch (Attention LSTM). Keras'
+    `BinaryCrossentropy` averages over classes instead, which scales gradients by 1/3862.
+    """
+
+    def __init__(self, reduction="sum_over_batch_size", name="multilabel_bce", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
+    def call(self, y_true, y_pred):
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = ops.cast(y_true, "float32")
+        per_class = ops.binary_crossentropy(y_true, y_pred, from_logits=True)
+        return ops.sum(per_class, axis=-1)
+
+
+def make_loss(training):
+    reduction = training.get("loss_reduction", "sum_over_classes")
+    if reduction == "sum_over_classes":
+        return MultiLabelLoss()
+    if reduction == "sum":
+        return MultiLabelLoss(reduction="sum")
+    raise Yt8mError(f"training: loss_reduction must be 'sum_over_classes' or 'sum', "
+                    f"not {reduction!r}")
+
+
+def make_optimizer(training, steps_per_epoch):
+    """The reference's optimizer and learning-rate schedule.
+
+    `decay_examples` decays by `decay_rate` every that many *examples* (staircase, as the
+    TF-slim and Paddle references count them), converted to steps with the batch size;
+    `boundaries_epochs` multiplies by `decay_rate` at each listed epoch.
+    """
+    lr = training.get("learning_rate", 1e-3)
+    batch = training.get("batch_size", 32)
+    rate = training.get("decay_rate")
+    if training.get("decay_examples") and rate:
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            lr, decay_steps=max(1, training["decay_examples"] // batch), decay_rate=rate,
+            staircase=True)
+    elif training.get("boundaries_epochs") and rate:
+        bounds = [int(e * steps_per_epoch) for e in training["boundaries_epochs"]]
+        values = [lr * rate**i for i in range(len(bounds) + 1)]
+        lr = keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
+    clip = {"clipnorm": training["clipnorm"]} if training.get("clipnorm") else {}
+    name = training.get("optimizer", "adam")
+    if name == "adam":
+        return keras.optimizers.Adam(lr, **clip)
+    if name == "rmsprop":
+        return keras.optimizers.RMSprop(lr, rho=training.get("rho", 0.9),
+                                        epsilon=training.get("epsilon", 1e-7),
+                                        centered=training.get("centered", False), **clip)
+    if name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=training.get("momentum", 0.0), **clip)
+    raise Yt8mError(f"training: optimizer must be adam, rmsprop or sgd, not {name!r}")
+
+
+def compile_model(model, training, steps_per_epoch):
+    model.compile(optimizer=make_optimizer(training, steps_per_epoch),
+                  loss=make_loss(training))
+    return model
+
+
+class CacheBatches(keras.utils.PyDataset):
+    """A `BatchLoader` as a Keras `PyDataset` of (inputs, labels) for `fit` and `predict`.
+
+    Inputs are `{"frames", "mask"}` or `{"means"}` as the model's level needs; batch b of epoch e
+    is the same on every run (the loader's seed).
+    """
+
+    def __init__(self, cache, rows, level, training, shuffle, seed=0):
+        super().__init__()
+        self.level = level
+        self.loader = BatchLoader(
+            cache, rows, batch_size=training.get("batch_size", 32),
+            num_frames=training.get("num_frames", 300),
+            sampling=training.get("sampling", "head"), shuffle=shuffle, seed=seed,
+            features="means" if level == "video" else "frames", prefetch=0)
+        self.epoch = 0
+        self._order = self.loader.order(0)
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __getitem__(self, index):
+        batch = self.loader.batch(self._order, self.epoch, index)
+        if self.level == "video":
+            inputs = {"means": batch["means"]}
+        else:
+            inputs = {"frames": batch["frames"], "mask": batch["mask"]}
+        return inputs, batch["labels"]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self.loader.order(self.epoch)
+
+    def __iter__(self):  # one pass, for GapEvaluation
+        for index in range(len(self)):
+            yield self[index]
+
+
+def predict_logits(model, batches):
+    """float32 logits of every batch, concatenated in the loader's row order."""
+    return np.concatenate([np.asarray(model.predict_on_batch(x), np.float32)
+                           for x, _ in batches])

@@ -1,0 +1,46 @@
+"""Inputs and outputs shared by the model builders."""
+
+import keras
+from keras import ops
+
+from ..layers import Dequantize
+
+FEATURE_SIZES = (1024, 128)  # rgb, audio
+
+
+def frame_inputs(feature_sizes=FEATURE_SIZES, half_bin=True, channel_scale=False):
+    """Frame-level inputs (uint8 frames + mask) and their dequantized rgb, audio and mask."""
+    width = sum(feature_sizes)
+    frames = keras.Input((None, width), dtype="uint8", name="frames")
+    mask = keras.Input((None,), dtype="bool", name="mask")
+    values = Dequantize(half_bin=half_bin, channel_scale=channel_scale, name="dequantize")(frames)
+    rgb = values[..., : feature_sizes[0]]
+    audio = values[..., feature_sizes[0] :]
+    return {"frames": frames, "mask": mask}, rgb, audio, mask
+
+
+def video_inputs(feature_sizes=FEATURE_SIZES):
+    """Video-level input: the (dequantized) mean rgb + audio features."""
+    means = keras.Input((sum(feature_sizes),), dtype="float32", name="means")
+    return {"means": means}, means
+
+
+@keras.saving.register_keras_serializable(package="yt8m")
+class ProbabilityLogits(keras.layers.Layer):
+    """Probabilities to logits, `log p - log(1 - p)`, p clipped to [1e-7, 1 - 1e-7] (float32),
+    so that models ending in a mixture of experts also output logits."""
+
+    def call(self, probabilities):
+        p = ops.clip(ops.cast(probabilities, "float32"), 1e-7, 1.0 - 1e-7)
+        return ops.log(p) - ops.log1p(-p)
+
+
+def logits_from_probabilities(probabilities, name="logits"):
+    return ProbabilityLogits(name=name, dtype="float32")(probabilities)
+
+
+def classifier(x, num_classes, l2=0.0, name="logits"):
+    """The logistic head: a float32 Dense of `num_classes` logits."""
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    return keras.layers.Dense(num_classes, kernel_regularizer=regularizer,
+                              bias_regularizer=regularizer, name=name, dtype="float32")(x)
