@@ -19,6 +19,7 @@ PAPER_PARAMETERS = {
     "frame_logistic": 4_452_886,
     "video_logistic": 4_452_886,
     "video_moe": 38_505_020,
+    "mix_nextvlad": 235_935_273,  # 3 x 78,643,170 per branch + the gate's 5,763
 }
 
 
@@ -91,3 +92,32 @@ def test_size_command_reports_the_one_gigabyte_limit(capsys):
     out = capsys.readouterr().out
     assert "57,807,830 trainable parameters" in out
     assert "float32 checkpoint: 231.2 MB" in out and "within" in out
+
+
+def test_reverse_whitening_scales_rgb_by_the_eigenvalues(tmp_path):
+    from yt8m.models.training import set_reverse_whitening
+
+    eigen = np.linspace(4.0, 0.01, 2048, dtype=np.float32).reshape(2048, 1)
+    np.save(tmp_path / "eigenvals.npy", eigen)
+    model = build({"model": "nextvlad", "preset": "demo",
+                   "architecture": {"reverse_whitening": True}}, num_classes=20)
+    set_reverse_whitening(model, tmp_path / "eigenvals.npy")
+    scale = np.asarray(model.get_layer("dequantize").scale)
+    np.testing.assert_allclose(scale[:1024], np.sqrt(eigen[:1024, 0]) + 1e-4, rtol=1e-6)
+    assert (scale[1024:] == 1).all()
+    with pytest.raises(Yt8mError, match="no scaled Dequantize"):
+        set_reverse_whitening(build({"model": "nextvlad", "preset": "demo"}, num_classes=20),
+                              tmp_path / "eigenvals.npy")
+    np.save(tmp_path / "short.npy", eigen[:10])
+    with pytest.raises(Yt8mError, match="1024 non-negative eigenvalues"):
+        set_reverse_whitening(model, tmp_path / "short.npy")
+
+
+def test_shipped_specs_are_valid_demo_specs():
+    from pathlib import Path
+
+    specs = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
+    assert {p.stem for p in specs} == set(PAPER_PARAMETERS)
+    for path in specs:
+        spec = load_spec(path)
+        assert spec.model == path.stem and spec.preset == "demo"

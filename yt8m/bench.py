@@ -16,6 +16,11 @@ two scores tie (where both implementations are defined to agree exactly):
   `yt8m.metrics.Evaluator` on the same videos, GAP@20 and mAP;
 - the streaming `Evaluator` alone on a million videos (float32 batches of 10,000, fed in turn),
   with the memory its kept top-20 triplets take.
+
+Models: every zoo model at the demo preset with 3862 classes on the backend Keras runs on,
+compiled with its training defaults; synthetic uint8 batches of the demo size (32 videos x 32
+frames); median time of a `train_on_batch` and of a `predict_on_batch` step after two warm-up
+steps (the input pipeline is measured separately above).
 """
 
 import os
@@ -142,6 +147,49 @@ def _scoring_section(quick, repeats):
     ]
 
 
+def _model_section(quick, num_classes=3862):
+    import keras
+
+    from yt8m.models import build
+    from yt8m.models.registry import models, parse_spec
+    from yt8m.models.training import compile_model
+
+    steps = 2 if quick else 10
+    names = ["frame_logistic", "nextvlad"] if quick else list(models())
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in names:
+        spec = parse_spec({"model": name, "preset": "demo"})
+        training = spec.settings()[1]
+        batch, frames = training["batch_size"], training.get("num_frames", 32)
+        model = compile_model(build(spec, num_classes), training, steps_per_epoch=100)
+        if spec.level == "video":
+            x = {"means": rng.uniform(-2, 2, (batch, 1152)).astype("float32")}
+        else:
+            x = {"frames": rng.integers(0, 256, (batch, frames, 1152), dtype=np.uint8),
+                 "mask": np.ones((batch, frames), bool)}
+        y = (rng.random((batch, num_classes)) < 0.001).astype("float32")
+        for _ in range(2):
+            model.train_on_batch(x, y)
+            model.predict_on_batch(x)
+        train = _median_time(lambda m=model, x=x, y=y: m.train_on_batch(x, y), steps)
+        infer = _median_time(lambda m=model, x=x: m.predict_on_batch(x), steps)
+        rows.append(f"| `{name}` | {model.count_params():,} | {batch / train:,.0f} | "
+                    f"{batch / infer:,.0f} |")
+    return [
+        f"# Model throughput (demo presets, {num_classes} classes, Keras backend "
+        f"{keras.backend.backend()})",
+        "",
+        f"Synthetic batches of 32 videos (32 frames each at the frame level); median of {steps} "
+        f"steps after 2 warm-up steps.",
+        "",
+        "| model | parameters | train examples/s | inference examples/s |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
 def run_benchmarks(output="features/bench.md", quick=False, progress=True):
     from yt8m.features.build import build_features
     from yt8m.features.cache import FeatureCache
@@ -200,6 +248,7 @@ def run_benchmarks(output="features/bench.md", quick=False, progress=True):
         *[f"| {' | '.join(r)} |" for r in rows],
         "",
         *_scoring_section(quick, repeats),
+        *_model_section(quick),
     ]
     text = "\n".join(lines)
     write_text(output, text)

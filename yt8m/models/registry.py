@@ -35,12 +35,23 @@ class Entry:
 
 
 def _entries():
-    from .zoo import attention_cluster, attention_lstm, baselines, gated_netvlad, nextvlad
+    from .zoo import (
+        attention_cluster,
+        attention_lstm,
+        baselines,
+        gated_netvlad,
+        mix_nextvlad,
+        nextvlad,
+    )
+    from .zoo.common import DEMO_TRAINING
 
-    demo_video = dict(baselines.VIDEO_TRAINING, batch_size=32, epochs=6, learning_rate=5e-3)
+    demo_video = dict(DEMO_TRAINING, features="means")
     return {
         "nextvlad": Entry(nextvlad.build, nextvlad.PRESETS, nextvlad.TRAINING,
                           reference="PaddleVideo nextvlad; Lin et al. 2018"),
+        "mix_nextvlad": Entry(mix_nextvlad.MixNeXtVLAD, mix_nextvlad.PRESETS,
+                              mix_nextvlad.TRAINING,
+                              reference="NeXtVLAD paper final entry (MixNeXtVladModel)"),
         "attention_cluster": Entry(attention_cluster.build, attention_cluster.PRESETS,
                                    attention_cluster.TRAINING,
                                    reference="PaddleVideo attention_cluster; Long et al. 2018"),
@@ -51,19 +62,21 @@ def _entries():
                                gated_netvlad.TRAINING,
                                reference="WILLOW NetVLADModelLF; Miech et al. 2017"),
         "dbof": Entry(baselines.build_dbof,
-                      {"paper": {}, "demo": dict(clusters=256, hidden=128)},
+                      {"paper": {}, "demo": dict(clusters=512, hidden=256, momentum=0.9)},
                       {"paper": dict(baselines.FRAME_TRAINING, num_frames=30,
                                      sampling="random"),
-                       "demo": baselines.DEMO_TRAINING},
+                       "demo": DEMO_TRAINING},
                       reference="starter code DbofModel"),
         "frame_logistic": Entry(baselines.build_frame_logistic, {"paper": {}, "demo": {}},
                                 {"paper": baselines.FRAME_TRAINING,
-                                 "demo": dict(baselines.DEMO_TRAINING, learning_rate=5e-3)},
+                                 "demo": DEMO_TRAINING},
                                 reference="starter code FrameLevelLogisticModel"),
         "video_logistic": Entry(baselines.build_video_logistic, {"paper": {}, "demo": {}},
                                 {"paper": baselines.VIDEO_TRAINING, "demo": demo_video},
                                 level="video", reference="starter code LogisticModel"),
-        "video_moe": Entry(baselines.build_video_moe, {"paper": {}, "demo": {}},
+        "video_moe": Entry(baselines.build_video_moe,
+                           {"paper": {}, "demo": dict(momentum=0.9, moe_l2=1e-4,
+                                                      input_gating=False)},
                            {"paper": baselines.VIDEO_TRAINING, "demo": demo_video},
                            level="video", reference="WILLOW video-level MoE + context gating"),
     }
@@ -86,7 +99,7 @@ TRAINING_KEYS = {
     "num_frames": int, "sampling": str, "features": str, "loss_reduction": str,
     "rho": float, "epsilon": float, "centered": bool, "momentum": float,
     "mixed_precision": str, "early_stopping": int, "train_splits": list,
-    "eigenvalues": str,
+    "eigenvalues": str, "prior_bias": bool,
 }
 SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training")
 
@@ -150,7 +163,8 @@ def parse_spec(data, source="<spec>"):
     for key, value in (("architecture", arch), ("training", train)):
         if not isinstance(value, dict):
             raise Yt8mError(f"{source}: {key}: expected a mapping of settings")
-    arguments = [p for p in inspect.signature(entry.builder).parameters if p != "num_classes"]
+    arguments = [name for name, p in inspect.signature(entry.builder).parameters.items()
+                 if name != "num_classes" and p.kind is not p.VAR_KEYWORD]
     _check_keys(f"{source}: architecture of {name}", arch, arguments)
     _check_keys(f"{source}: training", train, list(TRAINING_KEYS))
     for key, value in train.items():

@@ -27,7 +27,12 @@ class MultiLabelLoss(keras.losses.Loss):
         return ops.sum(per_class, axis=-1)
 
 
-def make_loss(training):
+def make_loss(training, model=None):
+    temperature = getattr(model, "distillation_temperature", None)
+    if temperature:
+        from .zoo.mix_nextvlad import MixtureDistillationLoss
+
+        return MixtureDistillationLoss(temperature)
     reduction = training.get("loss_reduction", "sum_over_classes")
     if reduction == "sum_over_classes":
         return MultiLabelLoss()
@@ -68,9 +73,55 @@ def make_optimizer(training, steps_per_epoch):
     raise Yt8mError(f"training: optimizer must be adam, rmsprop or sgd, not {name!r}")
 
 
+def set_prior_bias(model, frequencies):
+    """Start the output biases at the logit of each class's training frequency.
+
+    With thousands of rare classes, a zero-bias start spends the first steps pushing every
+    logit down, and on small data that can leave the hidden layers saturated or dead before they
+    learn anything (Attention Cluster and Attention LSTM do not recover within a demo run without
+    it). The references start from zero; this is the `prior_bias` training setting.
+    """
+    freq = np.clip(np.asarray(frequencies, np.float64), 1e-5, 1 - 1e-5)
+    names = {layer.name: layer for layer in model.layers}
+    heads = [layer for name, layer in names.items()
+             if name.endswith("logits") and getattr(layer, "bias", None) is not None]
+    for layer in heads:  # one classifier, or one per branch of a mixture
+        layer.bias.assign(np.log(freq / (1 - freq)).astype("float32"))
+    if heads:
+        return True
+    if "moe" in names:  # p ~ M/(M+1) sigmoid(expert bias) while the gates are near uniform
+        moe = names["moe"]
+        share = np.clip(freq * (moe.num_mixtures + 1) / moe.num_mixtures, 1e-5, 1 - 1e-5)
+        bias = np.repeat(np.log(share / (1 - share)), moe.num_mixtures).astype("float32")
+        moe.experts.bias.assign(bias)
+        return True
+    return False
+
+
+def set_reverse_whitening(model, path):
+    """Scale the rgb channels by sqrt(PCA eigenvalue) + 1e-4 (NeXtVLAD's reverse whitening).
+
+    `path` is the starter code's `yt8m_pca/eigenvals.npy` ((2048, 1) float32; the first 1024
+    belong to the rgb features). Audio is left unscaled.
+    """
+    try:
+        eigen = np.load(path).reshape(-1)[:1024]
+    except (OSError, ValueError) as e:
+        raise Yt8mError(f"{path}: cannot read the PCA eigenvalues ({e})") from None
+    if eigen.size != 1024 or not np.isfinite(eigen).all() or (eigen < 0).any():
+        raise Yt8mError(f"{path}: expected at least 1024 non-negative eigenvalues")
+    layer = next((lay for lay in model.layers if getattr(lay, "channel_scale", False)), None)
+    if layer is None:
+        raise Yt8mError("training sets `eigenvalues` but the model has no scaled Dequantize "
+                        "layer; set architecture: {reverse_whitening: true}")
+    scale = np.ones(layer.scale.shape, np.float32)
+    scale[:1024] = np.sqrt(eigen) + 1e-4
+    layer.scale.assign(scale)
+
+
 def compile_model(model, training, steps_per_epoch):
     model.compile(optimizer=make_optimizer(training, steps_per_epoch),
-                  loss=make_loss(training))
+                  loss=make_loss(training, model))
     return model
 
 
@@ -110,6 +161,20 @@ class CacheBatches(keras.utils.PyDataset):
     def __iter__(self):  # one pass, for GapEvaluation
         for index in range(len(self)):
             yield self[index]
+
+
+def prepare(model, training, cache, train_rows, level, seed=0):
+    """Compile `model` for `training` and return its shuffled training batches.
+
+    Applies `prior_bias` (class frequencies of `train_rows`) before the first step.
+    """
+    data = CacheBatches(cache, train_rows, level, training, shuffle=True, seed=seed)
+    compile_model(model, training, len(data))
+    if training.get("eigenvalues"):
+        set_reverse_whitening(model, training["eigenvalues"])
+    if training.get("prior_bias"):
+        set_prior_bias(model, cache.multi_hot(train_rows).mean(axis=0))
+    return data
 
 
 def predict_logits(model, batches):

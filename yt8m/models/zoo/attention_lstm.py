@@ -3,7 +3,7 @@
 import keras
 
 from ..layers import AttentionPooling
-from .common import classifier, frame_inputs
+from .common import DEMO_TRAINING, classifier, frame_inputs
 
 
 def build(num_classes=3862, embedding=512, lstm=1024, dropout=0.5, hidden=(8192, 4096), l2=2e-4):
@@ -40,6 +40,5 @@ TRAINING = {
                   learning_rate=2.5e-4, boundaries_epochs=(5, 8), decay_rate=0.1,
                   batch_size=1024, epochs=10, num_frames=300, sampling="head",
                   loss_reduction="sum"),
-    "demo": dict(optimizer="adam", learning_rate=2e-3, batch_size=32, epochs=6, num_frames=60,
-                 sampling="segments", loss_reduction="sum_over_classes"),
+    "demo": DEMO_TRAINING,
 }

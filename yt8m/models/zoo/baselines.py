@@ -81,5 +81,3 @@ VIDEO_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, epo
 FRAME_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, epochs=5,
                       clipnorm=1.0, num_frames=300, sampling="head",
                       loss_reduction="sum_over_classes")
-DEMO_TRAINING = dict(optimizer="adam", learning_rate=2e-3, batch_size=32, epochs=6,
-                     num_frames=60, sampling="segments", loss_reduction="sum_over_classes")

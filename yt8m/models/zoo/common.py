@@ -44,3 +44,8 @@ def classifier(x, num_classes, l2=0.0, name="logits"):
     regularizer = keras.regularizers.L2(l2) if l2 else None
     return keras.layers.Dense(num_classes, kernel_regularizer=regularizer,
                               bias_regularizer=regularizer, name=name, dtype="float32")(x)
+
+
+# Training defaults of every demo preset: short runs on two CPU cores (see `yt8m.models.training`).
+DEMO_TRAINING = dict(optimizer="adam", learning_rate=2e-3, batch_size=32, epochs=8, num_frames=32,
+                     sampling="segments", loss_reduction="sum_over_classes", prior_bias=True)

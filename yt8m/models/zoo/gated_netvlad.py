@@ -3,7 +3,7 @@
 import keras
 
 from ..layers import ContextGating, MixtureOfExperts, NetVLAD
-from .common import frame_inputs, logits_from_probabilities
+from .common import DEMO_TRAINING, frame_inputs, logits_from_probabilities
 
 
 def build(num_classes=3862, clusters=256, audio_clusters=None, hidden=1024, num_mixtures=2,
@@ -34,13 +34,12 @@ def build(num_classes=3862, clusters=256, audio_clusters=None, hidden=1024, num_
 
 PRESETS = {
     "paper": {},
-    "demo": dict(clusters=16, hidden=128),
+    "demo": dict(clusters=32, hidden=256, momentum=0.9),
 }
 
 TRAINING = {
     "paper": dict(optimizer="adam", learning_rate=2e-4, decay_rate=0.8,
                   decay_examples=4_000_000, batch_size=80, epochs=5, clipnorm=1.0,
                   num_frames=300, sampling="random", loss_reduction="sum_over_classes"),
-    "demo": dict(optimizer="adam", learning_rate=2e-3, batch_size=32, epochs=6, num_frames=60,
-                 sampling="segments", loss_reduction="sum_over_classes"),
+    "demo": DEMO_TRAINING,
 }
