@@ -147,19 +147,25 @@ def _scoring_section(quick, repeats):
     ]
 
 
-def _model_section(quick, num_classes=3862):
+def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_precision=None):
+    """Markdown lines: train and inference examples/s of zoo models on synthetic batches.
+
+    Each model runs at its preset's training batch size and frame count, compiled with its
+    training defaults, on the backend Keras runs on (`KERAS_BACKEND`); `mixed_precision` is a
+    Keras policy such as "mixed_bfloat16". Median step time after two warm-up steps.
+    """
     import keras
 
     from yt8m.models import build
-    from yt8m.models.registry import models, parse_spec
+    from yt8m.models.registry import parse_spec
     from yt8m.models.training import compile_model
 
-    steps = 2 if quick else 10
-    names = ["frame_logistic", "nextvlad"] if quick else list(models())
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy(mixed_precision)
     rng = np.random.default_rng(0)
     rows = []
     for name in names:
-        spec = parse_spec({"model": name, "preset": "demo"})
+        spec = parse_spec({"model": name, "preset": preset})
         training = spec.settings()[1]
         batch, frames = training["batch_size"], training.get("num_frames", 32)
         model = compile_model(build(spec, num_classes), training, steps_per_epoch=100)
@@ -174,20 +180,33 @@ def _model_section(quick, num_classes=3862):
             model.predict_on_batch(x)
         train = _median_time(lambda m=model, x=x, y=y: m.train_on_batch(x, y), steps)
         infer = _median_time(lambda m=model, x=x: m.predict_on_batch(x), steps)
-        rows.append(f"| `{name}` | {model.count_params():,} | {batch / train:,.0f} | "
-                    f"{batch / infer:,.0f} |")
+        rows.append(f"| `{name}` | {model.count_params():,} | {batch} x {frames} | "
+                    f"{batch / train:,.0f} | {batch / infer:,.0f} |")
+        del model
+    device = keras.backend.backend()
+    if device == "jax":
+        import jax
+
+        device += f" on {jax.devices()[0].device_kind}"
     return [
-        f"# Model throughput (demo presets, {num_classes} classes, Keras backend "
-        f"{keras.backend.backend()})",
+        f"# Model throughput ({preset} presets, {num_classes} classes, Keras backend {device}, "
+        f"policy {keras.mixed_precision.global_policy().name})",
         "",
-        f"Synthetic batches of 32 videos (32 frames each at the frame level); median of {steps} "
-        f"steps after 2 warm-up steps.",
+        f"Machine: {_machine()}. Synthetic batches at each preset's training batch size and "
+        f"frame count; median of {steps} steps after 2 warm-up steps.",
         "",
-        "| model | parameters | train examples/s | inference examples/s |",
-        "|---|---:|---:|---:|",
+        "| model | parameters | batch x frames | train examples/s | inference examples/s |",
+        "|---|---:|---:|---:|---:|",
         *rows,
         "",
     ]
+
+
+def _model_section(quick):
+    from yt8m.models.registry import models
+
+    names = ["frame_logistic", "nextvlad"] if quick else list(models())
+    return model_throughput(names, "demo", steps=2 if quick else 10)
 
 
 def run_benchmarks(output="features/bench.md", quick=False, progress=True):

@@ -96,8 +96,18 @@ def _download(args):
 
 
 def _bench(args):
-    from yt8m.bench import run_benchmarks
+    from yt8m.bench import model_throughput, run_benchmarks
 
+    if args.models:
+        from yt8m.fileio import write_text
+        from yt8m.models.registry import models
+
+        names = list(models()) if args.models == "all" else args.models.split(",")
+        text = "\n".join(model_throughput(names, args.preset, args.steps,
+                                          mixed_precision=args.mixed_precision))
+        write_text(args.output, text)
+        print(text)
+        return
     run_benchmarks(args.output, quick=args.quick)
 
 
@@ -261,13 +271,21 @@ def build_parser():
     p.add_argument("--mirror", default="us", choices=["us", "eu", "asia"])
     p.add_argument("--input", default="input")
 
-    p = command("bench", _bench, "measure cache build and loader throughput",
+    p = command("bench", _bench, "measure cache, loader, scoring and model throughput",
                 "Generate a benchmark competition in a temporary folder, time the cache build "
-                "(one and two workers) against per-record tf.io parsing of the same shards, and "
-                "time the batch loader at the demo and paper frame counts. Writes a Markdown "
-                "table with the machine and the method.")
+                "(one and two workers) against per-record tf.io parsing of the same shards, "
+                "time the batch loader at the demo and paper frame counts, the metrics against "
+                "a per-class heap implementation, and every demo model's train and inference "
+                "steps. Writes Markdown tables with the machine and the method. With --models, "
+                "only the model throughput (any preset, backend and precision).")
     p.add_argument("--output", default="features/bench.md")
     p.add_argument("--quick", action="store_true", help="a smaller benchmark, for testing")
+    p.add_argument("--models", help="only model throughput: 'all' or comma-separated names "
+                                    "(e.g. on a GPU: KERAS_BACKEND=jax yt8m bench --models "
+                                    "nextvlad --preset paper --mixed-precision mixed_bfloat16)")
+    p.add_argument("--preset", default="demo", choices=["demo", "paper"])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--mixed-precision", help="Keras dtype policy, e.g. mixed_bfloat16")
 
     p = command("size", _size, "parameters and checkpoint size of a model spec",
                 "Build a model spec (models/<id>.yaml, or a zoo model name with --preset) and "
