@@ -121,3 +121,68 @@ def test_shipped_specs_are_valid_demo_specs():
     for path in specs:
         spec = load_spec(path)
         assert spec.model == path.stem and spec.preset == "demo"
+
+
+def test_losses_sum_over_classes_and_distill_towards_the_mixture():
+    from yt8m.models.training import MultiLabelLoss
+    from yt8m.models.zoo.mix_nextvlad import MixtureDistillationLoss
+
+    y = np.array([[1.0, 0.0, 0.0]], np.float32)
+    z = np.array([[2.0, -1.0, 0.5]], np.float32)
+    bce = -(np.log(1 / (1 + np.exp(-2.0))) + np.log(1 - 1 / (1 + np.exp(1.0)))
+            + np.log(1 - 1 / (1 + np.exp(-0.5))))
+    assert float(MultiLabelLoss()(y, z)) == pytest.approx(bce, rel=1e-5)
+    assert float(MultiLabelLoss(reduction="sum")(np.vstack([y, y]), np.vstack([z, z]))) == \
+        pytest.approx(2 * bce, rel=1e-5)
+    branch = np.array([[0.0, 1.0, 0.0]], np.float32)
+    stacked = np.stack([z, branch], axis=1)  # mixture first, then one branch
+    t = 3.0
+
+    def softmax(v):
+        e = np.exp(v / t - np.max(v / t))
+        return e / e.sum()
+
+    p, q = softmax(z[0]), softmax(branch[0])
+    bce_branch = float(MultiLabelLoss()(y, branch))
+    expected = bce + bce_branch + t * t * np.sum(p * np.log(p / q))
+    assert float(MixtureDistillationLoss(t)(y, stacked)) == pytest.approx(expected, rel=1e-5)
+    assert float(MixtureDistillationLoss(t)(y, z)) == pytest.approx(bce, rel=1e-5)
+
+
+def test_schedules_count_examples_and_epochs_as_the_references_do():
+    from yt8m.models.training import make_optimizer
+
+    adam = make_optimizer({"learning_rate": 2e-4, "decay_rate": 0.8,
+                           "decay_examples": 2_000_000, "batch_size": 160}, steps_per_epoch=10)
+    schedule = adam.learning_rate if callable(adam.learning_rate) else adam._learning_rate
+    assert float(schedule(12_499)) == pytest.approx(2e-4)
+    assert float(schedule(12_500)) == pytest.approx(1.6e-4)
+    rms = make_optimizer({"optimizer": "rmsprop", "learning_rate": 2.5e-4, "decay_rate": 0.1,
+                          "boundaries_epochs": [5, 8], "rho": 0.95, "centered": True},
+                         steps_per_epoch=100)
+    schedule = rms._learning_rate
+    assert [float(schedule(s)) for s in (499, 501, 801)] == pytest.approx([2.5e-4, 2.5e-5, 2.5e-6])
+    assert rms.centered and rms.rho == 0.95
+    with pytest.raises(Yt8mError, match="optimizer must be"):
+        make_optimizer({"optimizer": "adagrad"}, 10)
+
+
+def test_prior_bias_starts_every_head_at_the_class_log_odds():
+    from yt8m.models.training import set_prior_bias
+
+    freq = np.array([0.2, 0.1, 0.01, 0.0])
+    logit = np.log(np.clip(freq, 1e-5, 1) / (1 - np.clip(freq, 1e-5, 1)))
+    plain = build({"model": "frame_logistic", "preset": "demo"}, num_classes=4)
+    assert set_prior_bias(plain, freq)
+    np.testing.assert_allclose(np.asarray(plain.get_layer("logits").bias), logit, rtol=1e-5)
+    mix = build({"model": "mix_nextvlad", "preset": "demo"}, num_classes=4)
+    set_prior_bias(mix, freq)
+    for m in range(2):
+        np.testing.assert_allclose(np.asarray(mix.get_layer(f"branch{m}_logits").bias), logit,
+                                   rtol=1e-5)
+    moe = build({"model": "video_moe", "preset": "demo"}, num_classes=4)
+    set_prior_bias(moe, freq)
+    inputs = {"means": np.zeros((1, 1152), np.float32)}
+    # zero input: uniform gates over 2 experts + dummy and a probability gate of about 1/2
+    p = 1 / (1 + np.exp(-np.asarray(moe.predict_on_batch(inputs))))
+    np.testing.assert_allclose(p[0, :3], freq[:3], rtol=0.3)  # the gate is only near 1/2

@@ -89,9 +89,10 @@ def set_prior_bias(model, frequencies):
         layer.bias.assign(np.log(freq / (1 - freq)).astype("float32"))
     if heads:
         return True
-    if "moe" in names:  # p ~ M/(M+1) sigmoid(expert bias) while the gates are near uniform
-        moe = names["moe"]
-        share = np.clip(freq * (moe.num_mixtures + 1) / moe.num_mixtures, 1e-5, 1 - 1e-5)
+    if "moe" in names:  # p ~ M/(M+1) sigmoid(expert bias) while the gates are near uniform,
+        moe = names["moe"]  # halved again by a probability gate's sigmoid(~0) at the start
+        gate = 2.0 if "probability_gating" in names else 1.0
+        share = np.clip(freq * gate * (moe.num_mixtures + 1) / moe.num_mixtures, 1e-5, 1 - 1e-5)
         bias = np.repeat(np.log(share / (1 - share)), moe.num_mixtures).astype("float32")
         moe.experts.bias.assign(bias)
         return True
