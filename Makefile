@@ -14,6 +14,10 @@ PARTITION ?= 2/frame/train
 SHARD ?= 1,100
 MIRROR ?= us
 COMPETITION ?= youtube8m-2018
+# make train: MODEL=<id> (models/<id>.yaml), FOLD=k (default: every fold)
+MODEL ?=
+FOLD ?=
+SPECS := $(wildcard models/*.yaml)
 # make submission: SRC=models/<id> or ensembles/<id> (default: best OOF GAP), ID=, GZIP=1, FORCE=1
 # make submit: SUB=<id> MSG="..." DRY_RUN=1
 SRC ?=
@@ -21,8 +25,8 @@ ID ?=
 SUB ?=
 MSG ?=
 
-.PHONY: help all setup sample features submission submit test test-slow lint format bench \
-        download download-kaggle clean-features clean
+.PHONY: help all setup sample features train train-all submission submit test test-slow lint \
+        format bench download download-kaggle clean-features clean
 
 help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -44,6 +48,15 @@ sample: setup ## Generate the sample competition into input/ (a no-op when it is
 
 features: setup ## Decode input/ shards into the features/ cache and assign folds (LEVEL, WORKERS, FOLDS)
 	$(YT8M) features --level $(LEVEL) --workers $(WORKERS) --folds $(FOLDS)
+
+train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into models/<id>/
+	@test -n "$(MODEL)" || { echo "make train: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
+	$(YT8M) train models/$(MODEL).yaml $(if $(FOLD),--fold $(FOLD)) --quiet
+
+train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every models/*.yaml over every fold (skips what is up to date)
+
+models/%/metrics.json: models/%.yaml features/frame/manifest.json
+	$(YT8M) train $< --quiet
 
 submission: setup ## Write submissions/<id>.csv from the best test predictions (SRC, ID, GZIP, FORCE)
 	$(YT8M) submission write --competition $(COMPETITION) $(if $(SRC),--source $(SRC)) \

@@ -174,6 +174,23 @@ def _submission_submit(args):
         raise Yt8mError(f"the kaggle CLI failed (exit {status}); see its message above")
 
 
+def _train(args):
+    from yt8m.models.oof import train
+
+    folds = None if args.fold is None else [args.fold]
+    for spec in args.specs:
+        metrics, trained = train(spec, folds, args.features, args.models,
+                                 progress=not args.quiet)
+        name = Path(spec).stem
+        if metrics is None:
+            print(f"{name}: trained fold(s) {trained}; the other folds are still to train")
+        else:
+            oof = metrics["oof"]
+            state = "trained" if trained else "up to date"
+            print(f"{name}: {state}; OOF GAP@20 {oof['gap']:.4f}, Hit@1 {oof['hit_at_one']:.4f}, "
+                  f"PERR {oof['perr']:.4f}, mAP {oof['map']:.4f} over {oof['videos']} videos")
+
+
 def _size(args):
     import numpy as np
 
@@ -286,6 +303,18 @@ def build_parser():
     p.add_argument("--preset", default="demo", choices=["demo", "paper"])
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--mixed-precision", help="Keras dtype policy, e.g. mixed_bfloat16")
+
+    p = command("train", _train, "train model specs out-of-fold over the shard folds",
+                "For each spec (models/<id>.yaml), train every fold not yet trained on the other "
+                "folds' labeled videos, keep the epoch with the best GAP@20 on the held-out "
+                "fold, predict it and the test split, and when all folds are done write "
+                "models/<id>/ out-of-fold and test predictions and metrics.json. Interrupted "
+                "folds resume from their last finished epoch; a changed spec retrains.")
+    p.add_argument("specs", nargs="+", help="models/<id>.yaml files")
+    p.add_argument("--fold", type=int, help="train only this fold")
+    p.add_argument("--features", default="features")
+    p.add_argument("--models", help="output folder (default: the spec's folder)")
+    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
 
     p = command("size", _size, "parameters and checkpoint size of a model spec",
                 "Build a model spec (models/<id>.yaml, or a zoo model name with --preset) and "

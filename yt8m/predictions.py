@@ -52,8 +52,11 @@ def paths(directory, part):
     return directory / f"{part}_logits.npy", directory / f"{part}_ids.npy"
 
 
-def save(directory, part, ids, logits):
-    """Write one part as float16 logits plus ids (each file atomically, ids last)."""
+def save(directory, part, ids, logits, dtype=np.float16):
+    """Write one part as float16 logits plus ids (each file atomically, ids last).
+
+    `dtype=np.float32` keeps full precision for intermediate parts that are scored later.
+    """
     ids = np.asarray(ids).astype(str)
     logits = np.asarray(logits)
     if logits.ndim != 2 or len(logits) != len(ids):
@@ -61,7 +64,7 @@ def save(directory, part, ids, logits):
     if len(set(ids.tolist())) != len(ids):
         raise Yt8mError(f"{part} predictions repeat video ids")
     logits_path, ids_path = paths(directory, part)
-    for path, array in ((logits_path, logits.astype(np.float16)), (ids_path, ids)):
+    for path, array in ((logits_path, logits.astype(dtype)), (ids_path, ids)):
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, array)
 

@@ -59,6 +59,9 @@ class GapEvaluation(keras.callbacks.Callback):
         for batch in self.data:
             inputs, labels = split_batch(batch)
             scores = np.asarray(self.model.predict_on_batch(inputs), dtype=np.float32)
+            if np.isnan(scores).any():  # diverged: report NaN metrics and stop training
+                self.model.stop_training = True
+                return {name: float("nan") for name in ("gap", "hit_at_one", "perr", "map")}
             evaluator.update(scores, labels)
             if self.keep_predictions:
                 kept.append(scores)

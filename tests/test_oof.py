@@ -1,0 +1,116 @@
+"""Out-of-fold training: coverage, resume, invalidation, NaN handling, and a submission from it."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from yt8m import predictions
+from yt8m.cli import main
+from yt8m.errors import Yt8mError
+from yt8m.features.cache import FeatureCache
+from yt8m.models import oof
+from yt8m.models.callbacks import GapEvaluation
+
+SPEC = "model: frame_logistic\npreset: demo\nseed: 3\ntraining: {epochs: 2, num_frames: 16}\n"
+
+
+@pytest.fixture
+def workspace(tiny_input, tiny_features, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "input").symlink_to(tiny_input)
+    (tmp_path / "features").symlink_to(tiny_features)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "flog.yaml").write_text(SPEC)
+    return FeatureCache("features")
+
+
+def test_every_labeled_video_gets_one_oof_prediction_and_reruns_do_nothing(workspace, capsys):
+    cache = workspace
+    assert main(["train", "models/flog.yaml", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "flog: trained; OOF GAP@20" in out
+    labeled = cache.rows(folds=range(cache.num_folds))
+    got = predictions.load("models/flog", "oof")
+    np.testing.assert_array_equal(got.ids, cache.ids[labeled])  # cache row order
+    test = predictions.load("models/flog", "test")
+    np.testing.assert_array_equal(test.ids, cache.ids[cache.rows("test")])
+    metrics = json.loads(Path("models/flog/metrics.json").read_text())
+    assert len(metrics["folds"]) == cache.num_folds == 5
+    assert metrics["oof"]["videos"] == len(labeled)
+    assert metrics["oof"]["gap"] > 0.05  # learned something (chance is about 1e-3 here)
+    # the test logits are the mean of the fold models' logits
+    folds = [predictions.load(f"models/flog/fold_{k}", "test").logits for k in range(5)]
+    np.testing.assert_allclose(np.asarray(test.logits, np.float32), np.mean(folds, axis=0),
+                               atol=2e-2)
+    assert main(["train", "models/flog.yaml", "--quiet"]) == 0
+    assert "flog: up to date" in capsys.readouterr().out
+    assert main(["submission", "write"]) == 0
+    assert "wrote submissions/flog.csv (30 videos" in capsys.readouterr().out
+
+
+def test_same_spec_same_result_and_a_changed_spec_retrains(workspace, capsys):
+    assert main(["train", "models/flog.yaml", "--fold", "1", "--quiet"]) == 0
+    first = json.loads(Path("models/flog/fold_1/fold.json").read_text())["metrics"]["gap"]
+    assert "other folds are still to train" in capsys.readouterr().out
+    spec = Path("models/flog.yaml")
+    spec.write_text(SPEC.replace("seed: 3", "seed: 4"))
+    assert main(["train", "models/flog.yaml", "--fold", "1", "--quiet"]) == 0
+    assert "changed since" in capsys.readouterr().out
+    spec.write_text(SPEC)
+    assert main(["train", "models/flog.yaml", "--fold", "1", "--quiet"]) == 0
+    again = json.loads(Path("models/flog/fold_1/fold.json").read_text())["metrics"]["gap"]
+    assert again == pytest.approx(first, abs=1e-6)
+
+
+def test_an_interrupted_fold_resumes_from_its_last_epoch(workspace, monkeypatch):
+    original = GapEvaluation.on_epoch_end
+    calls = []
+
+    def interrupt_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        calls.append(epoch)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(GapEvaluation, "on_epoch_end", interrupt_after_first_epoch)
+    spec = "models/flog.yaml"
+    with pytest.raises(KeyboardInterrupt):
+        oof.train(spec, [0])
+    monkeypatch.setattr(GapEvaluation, "on_epoch_end", original)
+    # the interruption came before epoch 1 was backed up, so the rerun trains epochs 1 and 2
+    metrics, trained = oof.train(spec, [0])
+    assert trained == [0] and metrics is None
+    log = Path("models/flog/fold_0/log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]][-1] == "1"
+    assert json.loads(Path("models/flog/fold_0/fold.json").read_text())["epochs"] >= 2
+
+
+def test_divergence_names_model_fold_and_epoch(workspace):
+    path = "models/nan.yaml"
+    Path(path).write_text(SPEC.replace("num_frames: 16", "num_frames: 16, learning_rate: 1.0e+30"))
+    with pytest.raises(Yt8mError, match=r"nan.yaml: training diverged in fold 2, epoch \d+"):
+        oof.train(path, [2])
+    assert not (oof.model_dir(path) / "fold_2" / oof.FOLD_FILE).exists()
+
+
+def test_nan_guard_stops_at_the_first_bad_step():
+    guard = oof.NanGuard()
+    guard.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    guard.on_epoch_begin(3)
+    guard.on_train_batch_end(6, {"loss": 1.0})
+    guard.on_train_batch_end(7, {"loss": float("nan")})
+    assert guard.where == (3, "step 8") and guard.model.stop_training
+
+
+def test_the_data_fingerprint_follows_videos_order_and_folds():
+    from types import SimpleNamespace
+
+    base = SimpleNamespace(ids=np.array(["a", "b"]), fold=np.array([0, 1]))
+    same = SimpleNamespace(ids=np.array(["a", "b"]), fold=np.array([0, 1]))
+    moved = SimpleNamespace(ids=np.array(["a", "b"]), fold=np.array([1, 0]))
+    more = SimpleNamespace(ids=np.array(["a", "b", "c"]), fold=np.array([0, 1, 1]))
+    fingerprints = {oof.data_fingerprint(c) for c in (base, moved, more)}
+    assert len(fingerprints) == 3 and oof.data_fingerprint(same) == oof.data_fingerprint(base)

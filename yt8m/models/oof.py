@@ -1,0 +1,241 @@
+"""Out-of-fold training of one model spec over the shard folds: `yt8m train`.
+
+For model id `<id>` (the spec's file stem) and fold k, `models/<id>/fold_<k>/` receives:
+
+    best.weights.h5     the epoch with the best GAP@20 on fold k
+    log.csv             Keras' CSV log (loss, val_gap, val_hit_at_one, val_perr, val_map)
+    oof_*.npy           fold k's logits (float32) and ids
+    test_*.npy          the test split's logits from this fold's model
+    fold.json           written last: config hash, metrics, epochs, speed (the fold is done)
+
+An interrupted fold resumes from its last finished epoch (`backup/`). When every fold is done,
+`models/<id>/` receives the assembled out-of-fold and test predictions (test: the mean of the
+fold models' logits), `metrics.json` and `model.keras` (fold 0's model). A spec whose config
+hash changed invalidates everything trained from the old one.
+"""
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from .. import __version__, predictions
+from ..errors import Yt8mError
+from ..fileio import write_json
+from ..metrics import evaluate
+
+FOLD_FILE = "fold.json"
+
+
+def model_dir(spec_path, models_dir=None):
+    spec_path = Path(spec_path)
+    return Path(models_dir or spec_path.parent) / spec_path.stem
+
+
+def _labeled_fold_rows(cache):
+    labeled = np.diff(cache.label_offsets) > 0
+    return np.flatnonzero((cache.fold >= 0) & labeled)
+
+
+def data_fingerprint(cache):
+    """A short hash of the videos, their order and their folds: new shards change it."""
+    digest = hashlib.sha256("\n".join(cache.ids.tolist()).encode())
+    digest.update(np.ascontiguousarray(cache.fold, np.int64).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def invalidate_if_changed(out, config_hash, data_hash):
+    """Remove outputs trained from another spec or other data; returns True when it did."""
+    stale = False
+    for path in [out / "metrics.json", *out.glob(f"fold_*/{FOLD_FILE}")]:
+        if not path.is_file():
+            continue
+        record = json.loads(path.read_text())
+        if (record.get("config_hash"), record.get("data_hash")) != (config_hash, data_hash):
+            stale = True
+    if stale:
+        for child in out.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    return stale
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Stops training at the first non-finite loss and remembers the epoch and step."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.where = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)) and self.where is None:
+            self.where = (self.epoch, f"step {batch + 1}")
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        gap = (logs or {}).get("val_gap")
+        if gap is not None and np.isnan(gap) and self.where is None:
+            self.where = (epoch, "its end, where the predictions")
+            self.model.stop_training = True
+
+
+def _best_so_far(log_path):
+    if not log_path.is_file():
+        return None
+    log = pd.read_csv(log_path)
+    return float(log["val_gap"].max()) if "val_gap" in log and len(log) else None
+
+
+def train_fold(spec, out, cache, fold, progress=False):
+    """Train, validate and predict fold `fold`; returns the fold's record (fold.json)."""
+    from . import build
+    from .callbacks import GapEvaluation
+    from .training import CacheBatches, predict_logits, prepare
+
+    _, training = spec.settings()
+    folder = out / f"fold_{fold}"
+    started = folder / "started.json"
+    resuming = (folder / "backup").is_dir() and started.is_file() and \
+        json.loads(started.read_text()).get("config_hash") == spec.config_hash()
+    if not resuming:  # a fresh start: nothing from an earlier, unfinished run is reused
+        shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(started, {"config_hash": spec.config_hash()})
+    fold_rows = _labeled_fold_rows(cache)
+    train_rows = fold_rows[cache.fold[fold_rows] != fold]
+    val_rows = fold_rows[cache.fold[fold_rows] == fold]
+    test_rows = cache.rows("test")
+    if not len(train_rows) or not len(val_rows):
+        raise Yt8mError(f"fold {fold} of {cache.num_folds} has no training or no held-out videos")
+    if training.get("mixed_precision"):
+        keras.mixed_precision.set_global_policy(training["mixed_precision"])
+    keras.utils.set_random_seed(spec.seed * 1000 + fold)
+    model = build(spec, cache.num_classes)
+    data = prepare(model, training, cache, train_rows, spec.level, seed=spec.seed * 1000 + fold)
+    held_out = CacheBatches(cache, val_rows, spec.level, training, shuffle=False)
+    best_path = folder / "best.weights.h5"
+    checkpoint = keras.callbacks.ModelCheckpoint(
+        str(best_path), monitor="val_gap", mode="max", save_best_only=True,
+        save_weights_only=True, initial_value_threshold=_best_so_far(folder / "log.csv"))
+    guard = NanGuard()
+    callbacks = [GapEvaluation(held_out, cache.num_classes), checkpoint,
+                 keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True), guard,
+                 keras.callbacks.BackupAndRestore(str(folder / "backup"))]
+    if training.get("early_stopping"):
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_gap", mode="max", patience=training["early_stopping"]))
+    start = time.perf_counter()
+    model.fit(data, epochs=training["epochs"], verbose=1 if progress else 0,
+                        callbacks=callbacks)
+    seconds = time.perf_counter() - start
+    if guard.where is not None:
+        epoch, step = guard.where
+        shutil.rmtree(folder / "backup", ignore_errors=True)
+        raise Yt8mError(f"{spec.source}: training diverged in fold {fold}, epoch {epoch + 1}, at "
+                        f"{step} became NaN; lower the learning rate or set clipnorm, then "
+                        f"run again. Other folds' outputs are untouched")
+    if not best_path.is_file():
+        raise Yt8mError(f"{spec.source}: fold {fold} finished without a best epoch")
+    model.load_weights(str(best_path))
+    oof = predict_logits(model, held_out)
+    test = (predict_logits(model, CacheBatches(cache, test_rows, spec.level, training, False))
+            if len(test_rows) else np.zeros((0, cache.num_classes), np.float32))
+    scores = evaluate(oof, cache.label_lists(val_rows), from_logits=True)
+    predictions.save(folder, "oof", cache.ids[val_rows], oof, dtype=np.float32)
+    predictions.save(folder, "test", cache.ids[test_rows], test, dtype=np.float32)
+    if fold == 0:
+        model.save(out / "model.keras")
+    shutil.rmtree(folder / "backup", ignore_errors=True)
+    epochs_run = len(pd.read_csv(folder / "log.csv"))
+    record = {"fold": fold, "config_hash": spec.config_hash(),
+              "data_hash": data_fingerprint(cache), "metrics": scores,
+              "epochs": epochs_run, "train_videos": int(len(train_rows)),
+              "seconds": round(seconds, 2),
+              "examples_per_s": round(len(train_rows) * epochs_run / max(seconds, 1e-9), 1)}
+    write_json(folder / FOLD_FILE, record)
+    return record
+
+
+def assemble(spec, out, cache):
+    """Pool the folds into `oof_*`/`test_*` predictions and `metrics.json`; returns metrics."""
+    records, oof_parts, test_sum, test_ids = [], [], None, None
+    for fold in range(cache.num_folds):
+        folder = out / f"fold_{fold}"
+        records.append(json.loads((folder / FOLD_FILE).read_text()))
+        oof_parts.append(predictions.load(folder, "oof"))
+        test = predictions.load(folder, "test")
+        if test_ids is None:
+            test_ids, test_sum = test.ids, np.asarray(test.logits, np.float64).copy()
+        else:
+            test_sum += np.asarray(test.aligned_to(test_ids), np.float64)
+    rows = _labeled_fold_rows(cache)
+    ids = np.concatenate([part.ids for part in oof_parts])
+    if len(ids) != len(rows) or set(ids.tolist()) != set(cache.ids[rows].tolist()):
+        raise Yt8mError(f"{out}: the folds' out-of-fold predictions do not cover every labeled "
+                        f"video exactly once ({len(ids)} for {len(rows)} videos)")
+    expected_test = cache.ids[cache.rows("test")]
+    if len(test_ids) != len(expected_test):
+        raise Yt8mError(f"{out}: {len(test_ids)} test predictions for {len(expected_test)} videos")
+    position = {video: i for i, video in enumerate(ids.tolist())}
+    logits = np.concatenate([np.asarray(part.logits, np.float32) for part in oof_parts])
+    logits = logits[[position[video] for video in cache.ids[rows].tolist()]]
+    scores = evaluate(logits, cache.label_lists(rows), from_logits=True)
+    test = (test_sum / cache.num_folds).astype(np.float32)
+    predictions.save(out, "oof", cache.ids[rows], logits)
+    predictions.save(out, "test", expected_test,
+                     predictions.Predictions(test_ids, test, out).aligned_to(expected_test))
+    metrics = {"id": out.name, "model": spec.model, "preset": spec.preset,
+               "config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
+               "oof": scores, "folds": records,
+               "seconds": round(sum(r["seconds"] for r in records), 1),
+               "backend": keras.backend.backend(), "yt8m_version": __version__}
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def train(spec_path, folds=None, features="features", models_dir=None, progress=False):
+    """Train the missing folds of a spec (all, or those in `folds`), then assemble if complete.
+
+    Returns (metrics or None when folds are still missing, folds trained now).
+    """
+    from ..features.cache import FeatureCache
+    from .registry import load_spec
+
+    spec = load_spec(spec_path)
+    cache = FeatureCache(features, "frame")
+    if cache.num_folds < 2:
+        raise Yt8mError(f"{features}/folds.csv assigns no folds; build the features first")
+    out = model_dir(spec_path, models_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if invalidate_if_changed(out, spec.config_hash(), data_fingerprint(cache)):
+        print(f"{spec_path} or the features changed since {out}/ was trained: its old outputs "
+              f"were removed")
+    wanted = range(cache.num_folds) if folds is None else folds
+    trained = []
+    for fold in wanted:
+        if not 0 <= fold < cache.num_folds:
+            raise Yt8mError(f"fold {fold} does not exist; folds are 0..{cache.num_folds - 1}")
+        if (out / f"fold_{fold}" / FOLD_FILE).is_file():
+            continue
+        record = train_fold(spec, out, cache, fold, progress)
+        trained.append(fold)
+        print(f"{out.name} fold {fold}: GAP@20 {record['metrics']['gap']:.4f} "
+              f"({record['epochs']} epochs, {record['examples_per_s']:.0f} examples/s)")
+    done = all((out / f"fold_{k}" / FOLD_FILE).is_file() for k in range(cache.num_folds))
+    if not done:
+        return None, trained
+    if trained or not (out / "metrics.json").is_file():
+        return assemble(spec, out, cache), trained
+    return json.loads((out / "metrics.json").read_text()), trained
