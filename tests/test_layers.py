@@ -1,8 +1,8 @@
 """Every zoo layer: shape, masking, config round trip, .keras save/load, one training step.
 
 Runs on the backend Keras starts with (TensorFlow by default);
-`test_layers_and_demo_models_pass_on_jax` runs this file and the demo model tests again under
-`KERAS_BACKEND=jax`.
+`test_layers_demo_models_and_oof_training_pass_on_jax` runs this file, the demo model tests and
+the out-of-fold training tests again under `KERAS_BACKEND=jax`.
 """
 
 import os
@@ -131,13 +131,16 @@ def test_mixture_of_experts_is_a_probability_with_a_dummy_expert():
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the JAX run itself")
-def test_layers_and_demo_models_pass_on_jax():
-    """This file, and every demo model's forward pass and .keras round trip, under JAX."""
+def test_layers_demo_models_and_oof_training_pass_on_jax():
+    """This file, every demo model's forward pass and .keras round trip, and out-of-fold
+    training with its resume, under JAX."""
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "-o", "addopts=", str(Path(__file__)),
-                          str(ROOT / "tests" / "test_models.py"), "-k",
-                          "not paper_preset and not size_command"], cwd=ROOT, env=env,
+                          str(ROOT / "tests" / "test_models.py"),
+                          str(ROOT / "tests" / "test_oof.py"), "-k",
+                          "not paper_preset and not size_command and not divergence"],
+                         cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
