@@ -54,6 +54,7 @@ train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into 
 	$(YT8M) train models/$(MODEL).yaml $(if $(FOLD),--fold $(FOLD)) --quiet
 
 train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every models/*.yaml over every fold (skips what is up to date)
+	@$(YT8M) leaderboard
 
 models/%/metrics.json: models/%.yaml features/frame/manifest.json
 	$(YT8M) train $< --quiet

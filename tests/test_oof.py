@@ -47,6 +47,9 @@ def test_every_labeled_video_gets_one_oof_prediction_and_reruns_do_nothing(works
                                atol=2e-2)
     assert main(["train", "models/flog.yaml", "--quiet"]) == 0
     assert "flog: up to date" in capsys.readouterr().out
+    assert main(["leaderboard"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "models/flog" in line)
+    assert f"{metrics['oof']['gap']:.4f}" in row and "frame_logistic" in row
     assert main(["submission", "write"]) == 0
     assert "wrote submissions/flog.csv (30 videos" in capsys.readouterr().out
 

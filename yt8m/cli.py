@@ -191,6 +191,25 @@ def _train(args):
                   f"PERR {oof['perr']:.4f}, mAP {oof['map']:.4f} over {oof['videos']} videos")
 
 
+def _leaderboard(args):
+    from yt8m.predictions import find_sources, source_metrics
+
+    rows = []
+    for folder, _ in find_sources(args.roots):
+        info = source_metrics(folder)
+        oof = info.get("oof") or {}
+        rows.append((folder, info, oof))
+    if not rows:
+        raise Yt8mError(f"nothing trained yet under {', '.join(args.roots)}; run make train-all")
+    print(f"{'source':<28}{'model':<20}{'preset':<8}{'GAP@20':>8}{'Hit@1':>8}{'PERR':>8}"
+          f"{'mAP':>8}{'videos':>8}{'seconds':>9}")
+    for folder, info, oof in rows:
+        cells = "".join(f"{oof[key]:>8.4f}" if isinstance(oof.get(key), float) else f"{'-':>8}"
+                        for key in ("gap", "hit_at_one", "perr", "map"))
+        print(f"{str(folder):<28}{info.get('model', '-'):<20}{info.get('preset', '-'):<8}{cells}"
+              f"{oof.get('videos', '-'):>8}{info.get('seconds', '-'):>9}")
+
+
 def _size(args):
     import numpy as np
 
@@ -315,6 +334,11 @@ def build_parser():
     p.add_argument("--features", default="features")
     p.add_argument("--models", help="output folder (default: the spec's folder)")
     p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+
+    p = command("leaderboard", _leaderboard, "the out-of-fold scores of everything trained",
+                "One table of every trained model (and ensemble) with test predictions, best "
+                "OOF GAP@20 first.")
+    p.add_argument("--roots", nargs="+", default=["ensembles", "models"])
 
     p = command("size", _size, "parameters and checkpoint size of a model spec",
                 "Build a model spec (models/<id>.yaml, or a zoo model name with --preset) and "
