@@ -166,8 +166,7 @@ def test_memory_is_per_top_k_not_per_class():
     rng = np.random.default_rng(0)
     for _ in range(3):
         ev.update(rng.random((1000, 3862), dtype=np.float32), [[1, 2]] * 1000)
-    kept = sum(a.nbytes for part in (ev._scores, ev._classes, ev._hits) for a in part)
-    assert kept <= 3000 * 20 * (4 + 4 + 1)
+    assert ev.kept_bytes <= 3000 * 20 * (4 + 4 + 1)
 
 
 def test_top_k_submission_form_matches_dense():

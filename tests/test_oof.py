@@ -70,25 +70,27 @@ def test_same_spec_same_result_and_a_changed_spec_retrains(workspace, capsys):
 
 def test_an_interrupted_fold_resumes_from_its_last_epoch(workspace, monkeypatch):
     original = GapEvaluation.on_epoch_end
-    calls = []
+    seen = []
 
-    def interrupt_after_first_epoch(self, epoch, logs=None):
+    def counting(self, epoch, logs=None):
         original(self, epoch, logs)
-        calls.append(epoch)
-        if len(calls) == 1:
+        seen.append(epoch)
+        if seen == [0, 1]:  # interrupted at the end of epoch 2, after epoch 1 was backed up
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(GapEvaluation, "on_epoch_end", interrupt_after_first_epoch)
+    monkeypatch.setattr(GapEvaluation, "on_epoch_end", counting)
     spec = "models/flog.yaml"
+    Path(spec).write_text(SPEC.replace("epochs: 2", "epochs: 3"))
     with pytest.raises(KeyboardInterrupt):
         oof.train(spec, [0])
-    monkeypatch.setattr(GapEvaluation, "on_epoch_end", original)
-    # the interruption came before epoch 1 was backed up, so the rerun trains epochs 1 and 2
+    assert not Path("models/flog/fold_0", oof.FOLD_FILE).exists()
+    seen.clear()
     metrics, trained = oof.train(spec, [0])
     assert trained == [0] and metrics is None
+    assert seen == [1, 2]  # resumed: epoch 1 is not trained again
     log = Path("models/flog/fold_0/log.csv").read_text().splitlines()
-    assert [line.split(",")[0] for line in log[1:]][-1] == "1"
-    assert json.loads(Path("models/flog/fold_0/fold.json").read_text())["epochs"] >= 2
+    assert [line.split(",")[0] for line in log[1:]] == ["0", "1", "2"]
+    assert json.loads(Path("models/flog/fold_0/fold.json").read_text())["epochs"] == 3
 
 
 def test_divergence_names_model_fold_and_epoch(workspace):

@@ -121,8 +121,7 @@ def _scoring_section(quick, repeats):
 
     stream_seconds = _median_time(stream, 1)
     heap_rate_ratio = (streamed / stream_seconds) / (videos / heap_seconds)
-    kept = sum(a.nbytes for part in (evaluator._scores, evaluator._classes, evaluator._hits)
-               for a in part)
+    kept = evaluator.kept_bytes
     return [
         "# Scoring benchmark (GAP@20, Hit@1, PERR, mAP)",
         "",

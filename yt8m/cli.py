@@ -124,14 +124,14 @@ def _submission_write(args):
     print(f"{state} {path} ({info['rows']} videos, from {info['source']}{estimate})")
     solution = Path(args.input) / "solution.csv"
     if solution.is_file():
-        _print_score(path, solution, args)
+        _print_score(path, solution, args, info.get("classes"))
 
 
-def _print_score(path, solution, args):
+def _print_score(path, solution, args, num_classes=None):
     from yt8m.submissions import video
     from yt8m.submissions.build import test_ids
 
-    num_classes = test_ids(args.features, args.level)[1] or 3862
+    num_classes = num_classes or test_ids(args.features, args.level)[1] or 3862
     result = video.score(path, solution, num_classes)
     print(f"scored against {solution}: GAP@20 {result['gap']:.5f}, Hit@1 "
           f"{result['hit_at_one']:.5f}, PERR {result['perr']:.5f}, mAP {result['map']:.5f} "
@@ -192,11 +192,10 @@ def _train(args):
 
 
 def _leaderboard(args):
-    from yt8m.predictions import find_sources, source_metrics
+    from yt8m.predictions import find_sources
 
     rows = []
-    for folder, _ in find_sources(args.roots):
-        info = source_metrics(folder)
+    for folder, info in find_sources(args.roots):
         oof = info.get("oof") or {}
         rows.append((folder, info, oof))
     if not rows:

@@ -72,6 +72,11 @@ class Evaluator:
     def num_videos(self):
         return self._videos
 
+    @property
+    def kept_bytes(self):
+        """Memory held by the kept top-k triplets (scores, classes, hits)."""
+        return sum(a.nbytes for part in (self._scores, self._classes, self._hits) for a in part)
+
     def update(self, predictions, labels):
         """Add a batch: (videos, classes) scores and their labels (dense or label-id lists)."""
         predictions = _check_shape(predictions, self.num_classes)
@@ -117,11 +122,10 @@ class Evaluator:
             raise ValueError(f"classes {classes.shape} and scores {scores.shape} differ or not 2-D")
         if ((classes < -1) | (classes >= self.num_classes)).any():
             raise ValueError(f"class ids must be in [0, {self.num_classes})")
-        scores[classes < 0] = -np.inf
-        order = np.lexsort((classes, -scores), axis=1) if classes.size else classes
+        scores[classes < 0] = -np.inf  # padding sorts last
+        order = np.lexsort((classes, -scores), axis=1)
         scores = np.take_along_axis(scores, order, 1)
         classes = np.take_along_axis(classes, order, 1)
-        classes[~np.isfinite(scores) & (scores < 0)] = -1
         offsets, flat = label_csr(labels, len(classes), self.num_classes)
         self._add(scores, classes, offsets, flat)
 
@@ -151,7 +155,7 @@ class Evaluator:
         """Return {"gap", "hit_at_one", "perr", "map", "videos"} over everything added so far."""
         if self._videos == 0:
             return {name: 0.0 for name in METRIC_NAMES} | {"videos": 0}
-        scores, classes, hits = self._merged()
+        scores, _, hits = self._merged()
         total = int(self._positives.sum())
         by_score = np.argsort(-scores, kind="stable")
         one_segment = np.zeros(len(by_score))

@@ -18,8 +18,6 @@ import numpy as np
 from .errors import Yt8mError
 from .fileio import atomic_path
 
-PARTS = ("oof", "test")
-
 
 @dataclass
 class Predictions:
@@ -96,7 +94,8 @@ def source_metrics(directory):
 
 
 def find_sources(roots=("ensembles", "models")):
-    """Folders under `roots` holding test predictions, best OOF GAP first (unscored last)."""
+    """(folder, metrics.json dict) of the folders under `roots` holding test predictions, best
+    OOF GAP first (unscored last)."""
     found = []
     for root in roots:
         root = Path(root)
@@ -104,7 +103,10 @@ def find_sources(roots=("ensembles", "models")):
             continue
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
             if all(p.is_file() for p in paths(folder, "test")):
-                score = source_metrics(folder).get("oof", {}).get("gap")
-                found.append((folder, score))
-    found.sort(key=lambda item: (item[1] is None, -(item[1] or 0.0)))
+                found.append((folder, source_metrics(folder)))
+
+    def gap(item):
+        return (item[1].get("oof") or {}).get("gap")
+
+    found.sort(key=lambda item: (gap(item) is None, -(gap(item) or 0.0)))
     return found

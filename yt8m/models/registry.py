@@ -43,43 +43,10 @@ def _entries():
         mix_nextvlad,
         nextvlad,
     )
-    from .zoo.common import DEMO_TRAINING
 
-    demo_video = dict(DEMO_TRAINING, features="means")
-    return {
-        "nextvlad": Entry(nextvlad.build, nextvlad.PRESETS, nextvlad.TRAINING,
-                          reference="PaddleVideo nextvlad; Lin et al. 2018"),
-        "mix_nextvlad": Entry(mix_nextvlad.MixNeXtVLAD, mix_nextvlad.PRESETS,
-                              mix_nextvlad.TRAINING,
-                              reference="NeXtVLAD paper final entry (MixNeXtVladModel)"),
-        "attention_cluster": Entry(attention_cluster.build, attention_cluster.PRESETS,
-                                   attention_cluster.TRAINING,
-                                   reference="PaddleVideo attention_cluster; Long et al. 2018"),
-        "attention_lstm": Entry(attention_lstm.build, attention_lstm.PRESETS,
-                                attention_lstm.TRAINING,
-                                reference="PaddleVideo 2.x attention_lstm"),
-        "gated_netvlad": Entry(gated_netvlad.build, gated_netvlad.PRESETS,
-                               gated_netvlad.TRAINING,
-                               reference="WILLOW NetVLADModelLF; Miech et al. 2017"),
-        "dbof": Entry(baselines.build_dbof,
-                      {"paper": {}, "demo": dict(clusters=512, hidden=256, momentum=0.9)},
-                      {"paper": dict(baselines.FRAME_TRAINING, num_frames=30,
-                                     sampling="random"),
-                       "demo": DEMO_TRAINING},
-                      reference="starter code DbofModel"),
-        "frame_logistic": Entry(baselines.build_frame_logistic, {"paper": {}, "demo": {}},
-                                {"paper": baselines.FRAME_TRAINING,
-                                 "demo": DEMO_TRAINING},
-                                reference="starter code FrameLevelLogisticModel"),
-        "video_logistic": Entry(baselines.build_video_logistic, {"paper": {}, "demo": {}},
-                                {"paper": baselines.VIDEO_TRAINING, "demo": demo_video},
-                                level="video", reference="starter code LogisticModel"),
-        "video_moe": Entry(baselines.build_video_moe,
-                           {"paper": {}, "demo": dict(momentum=0.9, moe_l2=1e-4,
-                                                      input_gating=False)},
-                           {"paper": baselines.VIDEO_TRAINING, "demo": demo_video},
-                           level="video", reference="WILLOW video-level MoE + context gating"),
-    }
+    modules = (nextvlad, mix_nextvlad, attention_cluster, attention_lstm, gated_netvlad,
+               baselines)
+    return {name: Entry(**fields) for module in modules for name, fields in module.MODELS.items()}
 
 
 _CACHE = {}

@@ -28,11 +28,8 @@ class MultiLabelLoss(keras.losses.Loss):
 
 
 def make_loss(training, model=None):
-    temperature = getattr(model, "distillation_temperature", None)
-    if temperature:
-        from .zoo.mix_nextvlad import MixtureDistillationLoss
-
-        return MixtureDistillationLoss(temperature)
+    if hasattr(model, "default_loss"):  # models whose outputs need their own loss
+        return model.default_loss()
     reduction = training.get("loss_reduction", "sum_over_classes")
     if reduction == "sum_over_classes":
         return MultiLabelLoss()

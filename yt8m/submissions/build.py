@@ -12,7 +12,7 @@ from ..errors import Yt8mError
 from ..features.build import read_vocabulary_size
 from ..fileio import write_json
 from . import segments, video
-from .files import Report, read_lines
+from .files import Report, is_gzip, open_text, read_lines
 
 
 def test_ids(features="features", level="frame"):
@@ -44,8 +44,7 @@ def scored_segment_classes(input_dir="input"):
 
 def check_file(path, features="features", level="frame", input_dir="input"):
     """Validate any submission, choosing the format from its header; returns a `Report`."""
-    lines = read_lines(path, Report(path))
-    if lines and lines[0][1] == segments.HEADER:
+    if first_line(path) == segments.HEADER:
         try:
             known = segment_ids_for_test(features, level)
         except Yt8mError:
@@ -55,6 +54,15 @@ def check_file(path, features="features", level="frame", input_dir="input"):
     report = video.check(path, test_ids=ids, classes=valid_classes(input_dir, num_classes))
     report.kind = "video"
     return report
+
+
+def first_line(path):
+    """The header of a (plain or gzip) text file, or None when it cannot be read."""
+    try:
+        with open_text(path, "r", gz=is_gzip(path)) as f:
+            return f.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError, EOFError):
+        return None
 
 
 def sha256(path):
@@ -123,6 +131,7 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
         "config_hash": metrics.get("config_hash"),
         "oof": metrics.get("oof"),
         "rows": rows,
+        "classes": int(logits.shape[1]),
         "top_k": top_k,
         "competition": competition,
         "predictions": fingerprint,

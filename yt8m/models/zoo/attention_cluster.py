@@ -6,8 +6,7 @@ from ..layers import ShiftingAttention
 from .common import DEMO_TRAINING, classifier, frame_inputs
 
 
-def build(num_classes=3862, units=32, audio_units=None, hidden=(1024, 4096), dropout=0.5,
-          activation="tanh"):
+def build(num_classes=3862, units=32, audio_units=None, hidden=(1024, 4096), dropout=0.5):
     """Shifting attention units on rgb and audio, concatenated, dropout, two tanh FCs and a
     logistic classifier. Paddle samples 100 frames, one from each of 100 equal segments (the
     training spec's `num_frames: 100`, `sampling: segments`); no BatchNorm anywhere."""
@@ -17,7 +16,7 @@ def build(num_classes=3862, units=32, audio_units=None, hidden=(1024, 4096), dro
     x = keras.layers.Concatenate(name="concat")([video, sound])
     x = keras.layers.Dropout(dropout, name="dropout")(x)
     for i, width in enumerate(hidden):
-        x = keras.layers.Dense(width, activation=activation, kernel_initializer="he_normal",
+        x = keras.layers.Dense(width, activation="tanh", kernel_initializer="he_normal",
                                name=f"hidden_{i}")(x)
     return keras.Model(inputs, classifier(x, num_classes), name="attention_cluster")
 
@@ -32,3 +31,6 @@ TRAINING = {
                   num_frames=100, sampling="segments", loss_reduction="sum_over_classes"),
     "demo": DEMO_TRAINING,
 }
+
+MODELS = {"attention_cluster": dict(builder=build, presets=PRESETS, training=TRAINING,
+                      reference="PaddleVideo attention_cluster; Long et al. 2018")}

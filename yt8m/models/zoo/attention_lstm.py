@@ -42,3 +42,6 @@ TRAINING = {
                   loss_reduction="sum"),
     "demo": DEMO_TRAINING,
 }
+
+MODELS = {"attention_lstm": dict(builder=build, presets=PRESETS, training=TRAINING,
+                      reference="PaddleVideo 2.x attention_lstm")}

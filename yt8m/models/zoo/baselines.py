@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from ..layers import ContextGating, MixtureOfExperts, masked_mean
-from .common import classifier, frame_inputs, logits_from_probabilities, video_inputs
+from .common import DEMO_TRAINING, classifier, frame_inputs, logits_from_probabilities, video_inputs
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
@@ -81,3 +81,23 @@ VIDEO_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, epo
 FRAME_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, epochs=5,
                       clipnorm=1.0, num_frames=300, sampling="head",
                       loss_reduction="sum_over_classes")
+VIDEO_DEMO_TRAINING = dict(DEMO_TRAINING, features="means")
+
+MODELS = {
+    "dbof": dict(builder=build_dbof,
+                 presets={"paper": {}, "demo": dict(clusters=512, hidden=256, momentum=0.9)},
+                 training={"paper": dict(FRAME_TRAINING, num_frames=30, sampling="random"),
+                           "demo": DEMO_TRAINING},
+                 reference="starter code DbofModel"),
+    "frame_logistic": dict(builder=build_frame_logistic, presets={"paper": {}, "demo": {}},
+                           training={"paper": FRAME_TRAINING, "demo": DEMO_TRAINING},
+                           reference="starter code FrameLevelLogisticModel"),
+    "video_logistic": dict(builder=build_video_logistic, presets={"paper": {}, "demo": {}},
+                           training={"paper": VIDEO_TRAINING, "demo": VIDEO_DEMO_TRAINING},
+                           level="video", reference="starter code LogisticModel"),
+    "video_moe": dict(builder=build_video_moe,
+                      presets={"paper": {}, "demo": dict(momentum=0.9, moe_l2=1e-4,
+                                                         input_gating=False)},
+                      training={"paper": VIDEO_TRAINING, "demo": VIDEO_DEMO_TRAINING},
+                      level="video", reference="WILLOW video-level MoE + context gating"),
+}

@@ -43,3 +43,6 @@ TRAINING = {
                   num_frames=300, sampling="random", loss_reduction="sum_over_classes"),
     "demo": DEMO_TRAINING,
 }
+
+MODELS = {"gated_netvlad": dict(builder=build, presets=PRESETS, training=TRAINING,
+                      reference="WILLOW NetVLADModelLF; Miech et al. 2017")}

@@ -43,7 +43,11 @@ class MixNeXtVLAD(keras.Model):
                              audio_groups=audio_groups, hidden=hidden,
                              gating_reduction=gating_reduction, dropout=dropout, l2=l2,
                              momentum=momentum, epsilon=epsilon, temperature=temperature)
-        self.distillation_temperature = temperature
+        self.temperature = temperature
+
+    def default_loss(self):
+        """The loss this model trains with (used by `yt8m.models.training.make_loss`)."""
+        return MixtureDistillationLoss(self.temperature)
 
     def call(self, inputs, training=None, mask=None):
         outputs = super().call(inputs, training=training, mask=mask)
@@ -104,3 +108,6 @@ TRAINING = {
                   sampling="head"),
     "demo": DEMO_TRAINING,
 }
+
+MODELS = {"mix_nextvlad": dict(builder=MixNeXtVLAD, presets=PRESETS, training=TRAINING,
+                      reference="NeXtVLAD paper final entry (MixNeXtVladModel)")}

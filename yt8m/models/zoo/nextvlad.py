@@ -56,3 +56,6 @@ TRAINING = {
                   sampling="head", loss_reduction="sum_over_classes"),
     "demo": DEMO_TRAINING,
 }
+
+MODELS = {"nextvlad": dict(builder=build, presets=PRESETS, training=TRAINING,
+                      reference="PaddleVideo nextvlad; Lin et al. 2018")}
