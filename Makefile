@@ -8,15 +8,20 @@ PY := $(VENV)/bin/python
 YT8M := $(VENV)/bin/yt8m
 LEVEL ?= frame
 WORKERS ?= 2
-FOLDS ?= 5
+# FOLDS: K of a new fold assignment (default 5; the sample competition uses 3, see `all`)
+FOLDS ?=
 # make download: the official download.py's partition, fraction (m,n = the m-th of n parts) and mirror
 PARTITION ?= 2/frame/train
 SHARD ?= 1,100
 MIRROR ?= us
 COMPETITION ?= youtube8m-2018
-# make train: MODEL=<id> (models/<id>.yaml), FOLD=k (default: every fold)
+# make train: MODEL=<id> (models/<id>.yaml), FOLD=k (default: every fold), DISTRIBUTE=1 (data
+# parallel over the local GPUs)
 MODEL ?=
 FOLD ?=
+DISTRIBUTE ?=
+TRAIN_FLAGS = --quiet $(if $(DISTRIBUTE),--distribute)
+PORT ?= 6006
 SPECS := $(wildcard models/*.yaml)
 # make submission: SRC=models/<id> or ensembles/<id> (default: best OOF GAP), ID=, GZIP=1, FORCE=1
 # make submit: SUB=<id> MSG="..." DRY_RUN=1
@@ -25,15 +30,17 @@ ID ?=
 SUB ?=
 MSG ?=
 
-.PHONY: help all setup sample features train train-all submission submit test test-slow lint \
+.PHONY: help all setup sample features train train-all tensorboard submission submit test test-slow lint \
         format bench download download-kaggle clean-features clean
 
 help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-all: setup sample features ## Set up, then run the whole job on the built-in sample competition
-	@$(YT8M) info
+all: setup sample features train-all ## Set up, then run the whole job on the built-in sample competition
+
+# The sample competition is folded in 3 (not 5) so that every demo model trains in the budget.
+all: FOLDS := $(or $(FOLDS),$(if $(wildcard features/folds.csv),,3))
 
 setup: $(VENV)/.installed ## Create the virtualenv in .venv and install the workspace into it
 
@@ -47,17 +54,23 @@ sample: setup ## Generate the sample competition into input/ (a no-op when it is
 	$(YT8M) sample
 
 features: setup ## Decode input/ shards into the features/ cache and assign folds (LEVEL, WORKERS, FOLDS)
-	$(YT8M) features --level $(LEVEL) --workers $(WORKERS) --folds $(FOLDS)
+	$(YT8M) features --level $(LEVEL) --workers $(WORKERS) $(if $(FOLDS),--folds $(FOLDS))
 
 train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into models/<id>/
 	@test -n "$(MODEL)" || { echo "make train: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
-	$(YT8M) train models/$(MODEL).yaml $(if $(FOLD),--fold $(FOLD)) --quiet
+	$(YT8M) train models/$(MODEL).yaml $(if $(FOLD),--fold $(FOLD)) $(TRAIN_FLAGS)
 
 train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every models/*.yaml over every fold (skips what is up to date)
 	@$(YT8M) leaderboard
 
+# Serially, the first stale spec's recipe trains every stale spec in one process (one TensorFlow
+# start-up instead of one per spec) and the later recipes find their target already rebuilt;
+# under `make -j` each recipe trains its own spec, side by side.
 models/%/metrics.json: models/%.yaml features/frame/manifest.json
-	$(YT8M) train $< --quiet
+	@if [ $@ -nt $< ] && [ $@ -nt features/frame/manifest.json ]; then :; else 	  echo "$(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS)"; 	  $(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS); fi
+
+tensorboard: setup ## Serve the training curves of every models/<id>/tensorboard (PORT)
+	$(VENV)/bin/tensorboard --logdir models --port $(PORT)
 
 submission: setup ## Write submissions/<id>.csv from the best test predictions (SRC, ID, GZIP, FORCE)
 	$(YT8M) submission write --competition $(COMPETITION) $(if $(SRC),--source $(SRC)) \

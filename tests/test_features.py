@@ -92,8 +92,9 @@ def test_folds_stay_put_when_shards_are_added(workspace):
     for i in (4, 5):
         write_shard(input_dir / "frame" / f"train000{i}.tfrecord",
                     [make_video(f"add{i}-{j}", seed=j) for j in range(TINY.videos_per_shard)])
-    build_features(input_dir, features, progress=False, num_folds=3)
+    build_features(input_dir, features, progress=False)  # no K given: the existing K (3)
     after = pd.read_csv(features / "folds.csv")
+    assert set(after["num_folds"]) == {3}
     pd.testing.assert_frame_equal(after.iloc[:len(before)], before)
     assert len(after) == len(before) + 2
     sizes = after.groupby("fold")["videos"].sum()

@@ -119,3 +119,64 @@ def test_the_data_fingerprint_follows_videos_order_and_folds():
     more = SimpleNamespace(ids=np.array(["a", "b", "c"]), fold=np.array([0, 1, 1]))
     fingerprints = {oof.data_fingerprint(c) for c in (base, moved, more)}
     assert len(fingerprints) == 3 and oof.data_fingerprint(same) == oof.data_fingerprint(base)
+
+
+def test_a_fold_trains_the_same_alone_or_after_another_fold(workspace):
+    # One compiled model serves every fold of a process; each fold must still start from its
+    # own seed's weights, dropout state and a fresh optimizer.
+    spec = Path("models/nv.yaml")
+    spec.write_text("model: nextvlad\npreset: demo\nseed: 1\n"
+                    "training: {epochs: 2, num_frames: 8}\n")
+    oof.train(spec, [1], models_dir="alone")
+    oof.train(spec, [0, 1], models_dir="shared")
+    alone = predictions.load("alone/nv/fold_1", "oof")
+    shared = predictions.load("shared/nv/fold_1", "oof")
+    np.testing.assert_array_equal(alone.ids, shared.ids)
+    np.testing.assert_allclose(alone.logits, shared.logits, atol=1e-4)
+    assert np.abs(np.asarray(alone.logits)).max() > 0.1
+
+
+def test_training_writes_a_log_and_tensorboard_curves(workspace):
+    oof.train("models/flog.yaml", [0])
+    log = Path("models/flog/train.log").read_text()
+    assert "flog fold 0: GAP@20" in log
+    events = list(Path("models/flog/tensorboard/fold_0").rglob("events.out.tfevents.*"))
+    assert events and all(e.stat().st_size > 0 for e in events)
+
+
+def test_extra_training_splits_join_every_fold(tiny_input, tmp_path, monkeypatch):
+    from yt8m.features.build import build_features
+
+    monkeypatch.chdir(tmp_path)
+    build_features(tiny_input, "features", progress=False, num_folds=2, fold_splits=("train",))
+    cache = FeatureCache("features")
+    validate = cache.rows("validate")
+    assert len(validate) and (cache.fold[validate] < 0).all()
+    Path("models").mkdir()
+    Path("models/flog.yaml").write_text(SPEC.replace("num_frames: 16", "num_frames: 16, "
+                                                     "train_splits: [validate]"))
+    oof.train("models/flog.yaml", [0])
+    record = json.loads(Path("models/flog/fold_0/fold.json").read_text())
+    others = len(cache.rows(folds=range(1, cache.num_folds)))
+    assert record["train_videos"] == others + len(validate)
+    oof_ids = predictions.load("models/flog/fold_0", "oof").ids
+    assert not set(oof_ids.tolist()) & set(cache.ids[validate].tolist())
+
+
+def test_out_of_memory_gets_advice(workspace, monkeypatch):
+    class ResourceExhaustedError(RuntimeError):
+        pass
+
+    def fit(*args, **kwargs):
+        raise ResourceExhaustedError("OOM when allocating tensor with shape [64,16,1152]")
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+    with pytest.raises(Yt8mError, match=r"flog.yaml: fold 0 ran out of memory.*batch_size \(now"):
+        oof.train("models/flog.yaml", [0])
+    assert oof.is_out_of_memory(MemoryError()) and not oof.is_out_of_memory(ValueError("x"))
+
+
+def test_data_parallel_training_runs_on_the_local_devices(workspace, capsys):
+    assert main(["train", "models/flog.yaml", "--fold", "0", "--distribute", "--quiet"]) == 0
+    record = json.loads(Path("models/flog/fold_0/fold.json").read_text())
+    assert record["metrics"]["gap"] > 0.05

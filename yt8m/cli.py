@@ -180,7 +180,7 @@ def _train(args):
     folds = None if args.fold is None else [args.fold]
     for spec in args.specs:
         metrics, trained = train(spec, folds, args.features, args.models,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, distribute=args.distribute)
         name = Path(spec).stem
         if metrics is None:
             print(f"{name}: trained fold(s) {trained}; the other folds are still to train")
@@ -275,7 +275,8 @@ def build_parser():
     p.add_argument("--features", default="features")
     p.add_argument("--level", default="frame", choices=["frame", "video"])
     p.add_argument("--workers", type=int, default=2, help="shards converted in parallel")
-    p.add_argument("--folds", type=int, default=5, help="number of folds K")
+    p.add_argument("--folds", type=int,
+                   help="number of folds K (default: the K of an existing folds.csv, else 5)")
     p.add_argument("--fold-splits", default="train,validate",
                    help="comma-separated splits whose shards are assigned to folds")
     p.add_argument("--max-frames", type=int, default=300, help="frames kept per video")
@@ -333,6 +334,10 @@ def build_parser():
     p.add_argument("--features", default="features")
     p.add_argument("--models", help="output folder (default: the spec's folder)")
     p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    p.add_argument("--distribute", action="store_true",
+                   help="data parallel over every local GPU: Keras DataParallel (JAX) or "
+                        "tf.distribute.MirroredStrategy (TensorFlow); the batch size must be a "
+                        "multiple of the device count")
 
     p = command("leaderboard", _leaderboard, "the out-of-fold scores of everything trained",
                 "One table of every trained model (and ensemble) with test predictions, best "

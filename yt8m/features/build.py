@@ -93,7 +93,7 @@ def detect(shards, level):
 
 
 def build_features(input_dir="input", features_dir="features", level="frame", workers=2,
-                   num_folds=5, fold_splits=("train", "validate"), max_frames=MAX_FRAMES,
+                   num_folds=None, fold_splits=("train", "validate"), max_frames=MAX_FRAMES,
                    skip_corrupt=False, progress=True):
     """Convert new or changed shards, then write the manifest and the fold assignment.
 

@@ -32,21 +32,26 @@ def read_folds(features_dir):
     return table[COLUMNS]
 
 
-def assign_folds(features_dir, shards, num_folds=5, splits=("train", "validate")):
+DEFAULT_FOLDS = 5
+
+
+def assign_folds(features_dir, shards, num_folds=None, splits=("train", "validate")):
     """Give every labeled shard of `splits` a fold, keeping earlier assignments.
 
     Args:
         features_dir: where `folds.csv` lives.
         shards: iterable of (shard name, split, labeled video count).
-        num_folds: K; must match an existing `folds.csv`.
+        num_folds: K; must match an existing `folds.csv` (None: its K, or 5 for a new one).
         splits: the splits whose shards are folded.
 
     Returns the full fold table (also written to `folds.csv` when it changed).
     """
     path = Path(features_dir) / FOLDS_FILE
+    table = read_folds(features_dir)
+    if num_folds is None:
+        num_folds = int(table["num_folds"].iloc[0]) if len(table) else DEFAULT_FOLDS
     if num_folds < 2:
         raise Yt8mError(f"--folds must be at least 2 (got {num_folds})")
-    table = read_folds(features_dir)
     if len(table) and int(table["num_folds"].iloc[0]) != num_folds:
         raise Yt8mError(
             f"{path} was written with {int(table['num_folds'].iloc[0])} folds but {num_folds} were "

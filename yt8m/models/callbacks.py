@@ -15,6 +15,23 @@ def split_batch(batch):
     return inputs, labels
 
 
+def predict_padded(model, inputs, batch_size=None):
+    """`model.predict_on_batch(inputs)`, with a short batch padded to `batch_size` rows (copies of
+    its last row) and the padding cut off again: every call then has the same shape, so the
+    compiled predict function is traced once (JAX compiles once per input shape)."""
+    first = next(iter(inputs.values())) if isinstance(inputs, dict) else inputs
+    rows = len(first)
+    if batch_size is None or rows >= batch_size or rows == 0:
+        return model.predict_on_batch(inputs)
+
+    def pad(x):
+        x = np.asarray(x)
+        return np.concatenate([x, np.repeat(x[-1:], batch_size - rows, axis=0)])
+
+    padded = {k: pad(v) for k, v in inputs.items()} if isinstance(inputs, dict) else pad(inputs)
+    return np.asarray(model.predict_on_batch(padded))[:rows]
+
+
 class GapEvaluation(keras.callbacks.Callback):
     """Computes GAP@k, Hit@1, PERR (and mAP) on held-out data at the end of epochs.
 
@@ -33,6 +50,7 @@ class GapEvaluation(keras.callbacks.Callback):
         prefix: prefix of the logged names.
         every: evaluate every `every` epochs (and always after the last one).
         keep_predictions: keep the latest predictions (float32) in `self.predictions`.
+        pad_to: pad short batches to this many rows before predicting (see `predict_padded`).
 
     Example:
         >>> gap_cb = GapEvaluation(validation_loader, num_classes=3862)
@@ -40,8 +58,9 @@ class GapEvaluation(keras.callbacks.Callback):
     """
 
     def __init__(self, data, num_classes, top_k=20, from_logits=True, prefix="val_", every=1,
-                 keep_predictions=False):
+                 keep_predictions=False, pad_to=None):
         super().__init__()
+        self.pad_to = pad_to
         self.data = data
         self.num_classes = num_classes
         self.top_k = top_k
@@ -58,7 +77,7 @@ class GapEvaluation(keras.callbacks.Callback):
         kept = []
         for batch in self.data:
             inputs, labels = split_batch(batch)
-            scores = np.asarray(self.model.predict_on_batch(inputs), dtype=np.float32)
+            scores = np.asarray(predict_padded(self.model, inputs, self.pad_to), dtype=np.float32)
             if np.isnan(scores).any():  # diverged: report NaN metrics and stop training
                 self.model.stop_training = True
                 return {name: float("nan") for name in ("gap", "hit_at_one", "perr", "map")}

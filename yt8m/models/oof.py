@@ -4,6 +4,7 @@ For model id `<id>` (the spec's file stem) and fold k, `models/<id>/fold_<k>/` r
 
     best.weights.h5     the epoch with the best GAP@20 on fold k
     log.csv             Keras' CSV log (loss, val_gap, val_hit_at_one, val_perr, val_map)
+    ../tensorboard/fold_<k>/  the same curves for TensorBoard (`make tensorboard`)
     oof_*.npy           fold k's logits (float32) and ids
     test_*.npy          the test split's logits from this fold's model
     fold.json           written last: config hash, metrics, epochs, speed (the fold is done)
@@ -14,8 +15,11 @@ fold models' logits), `metrics.json` and `model.keras` (fold 0's model). A spec 
 hash changed invalidates everything trained from the old one.
 """
 
+import contextlib
 import hashlib
+import importlib.util
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -40,6 +44,17 @@ def model_dir(spec_path, models_dir=None):
 def _labeled_fold_rows(cache):
     labeled = np.diff(cache.label_offsets) > 0
     return np.flatnonzero((cache.fold >= 0) & labeled)
+
+
+def extra_training_rows(cache, training):
+    """Labeled videos of the spec's `train_splits` that belong to no fold: every fold trains on
+    them and none predicts them (e.g. the `validate` split when the folds cover `train` only)."""
+    splits = training.get("train_splits") or []
+    if not splits:
+        return np.zeros(0, np.int64)
+    rows = cache.rows(splits)
+    labeled = np.diff(cache.label_offsets)[rows] > 0
+    return rows[labeled & (cache.fold[rows] < 0)]
 
 
 def data_fingerprint(cache):
@@ -91,6 +106,20 @@ class NanGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def is_out_of_memory(error):
+    """TensorFlow's ResourceExhaustedError, XLA's RESOURCE_EXHAUSTED or a host MemoryError."""
+    text = f"{type(error).__name__} {error}"
+    return isinstance(error, MemoryError) or any(
+        mark in text for mark in ("ResourceExhausted", "RESOURCE_EXHAUSTED", "out of memory"))
+
+
+def log(out, message):
+    """Print `message` and append it, time-stamped, to `<out>/train.log`."""
+    print(message, flush=True)
+    with open(out / "train.log", "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
 def _best_so_far(log_path):
     if not log_path.is_file():
         return None
@@ -98,13 +127,102 @@ def _best_so_far(log_path):
     return float(log["val_gap"].max()) if "val_gap" in log and len(log) else None
 
 
-def train_fold(spec, out, cache, fold, progress=False):
-    """Train, validate and predict fold `fold`; returns the fold's record (fold.json)."""
-    from . import build
+@contextlib.contextmanager
+def data_parallel_scope(enabled):
+    """Data parallelism over every local device while inside, when `enabled`: Keras'
+    `DataParallel` distribution (JAX) or `tf.distribute.MirroredStrategy` (TensorFlow). Models
+    are built, trained and used inside. Each batch is split across the devices, so the batch size
+    must be a multiple of their number (training drops the short last batch, prediction pads
+    it)."""
+    backend = keras.backend.backend()
+    if not enabled:
+        yield
+    elif backend == "jax":
+        previous = keras.distribution.distribution()
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+        try:
+            yield
+        finally:
+            keras.distribution.set_distribution(previous)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.distribute.MirroredStrategy().scope():
+            yield
+    else:
+        raise Yt8mError(f"data parallel training supports the jax and tensorflow backends, "
+                        f"not {backend}")
+
+
+class FoldModels:
+    """One compiled model that every fold of a spec trains in turn.
+
+    Each fold starts from exactly the weights (and dropout seeds) that a fresh build under the
+    fold's seed has, and from a zeroed optimizer, so a fold's result does not depend on which
+    other folds ran in the same process; but the train and predict functions are traced once
+    per process instead of once per fold (seconds per fold for the recurrent and VLAD models).
+    """
+
+    def __init__(self, spec, cache):
+        self.spec, self.cache = spec, cache
+        self.model, self.optimizer_state = None, None
+        _, self.training = spec.settings()
+
+    def steps_per_epoch(self):
+        """Steps of an average fold's epoch (schedules in epochs use it; the same for all
+        folds, so the compiled optimizer fits every fold)."""
+        labeled = len(_labeled_fold_rows(self.cache))
+        per_fold = labeled * (self.cache.num_folds - 1) // self.cache.num_folds + \
+            len(extra_training_rows(self.cache, self.training))
+        return max(1, per_fold // self.training.get("batch_size", 32))
+
+    def start(self, fold, train_rows, seed):
+        """The model, ready to train fold `fold`, and its training batches."""
+        from . import build
+        from .training import (
+            CacheBatches,
+            compile_model,
+            dtype_policy,
+            set_prior_bias,
+            set_reverse_whitening,
+        )
+
+        training = self.training
+        keras.mixed_precision.set_global_policy(dtype_policy(training))
+        keras.utils.set_random_seed(seed)
+        if self.model is None:
+            model = compile_model(build(self.spec, self.cache.num_classes), training,
+                                  self.steps_per_epoch())
+            model.optimizer.build(model.trainable_variables)
+            self.model = model
+            self.optimizer_state = [keras.ops.convert_to_numpy(v)
+                                    for v in model.optimizer.variables]
+        else:  # the variables a fresh build would start from (it only serves as their source)
+            fresh = build(self.spec, self.cache.num_classes)
+            for target, source in zip(self.model.variables, fresh.variables, strict=True):
+                target.assign(source.value)
+            for variable, value in zip(self.model.optimizer.variables, self.optimizer_state,
+                                       strict=True):
+                variable.assign(value)
+        if training.get("eigenvalues"):
+            set_reverse_whitening(self.model, training["eigenvalues"])
+        if training.get("prior_bias"):
+            set_prior_bias(self.model, self.cache.multi_hot(train_rows).mean(axis=0))
+        data = CacheBatches(self.cache, train_rows, self.spec.level, training, shuffle=True,
+                            seed=seed)
+        return self.model, data
+
+
+def train_fold(spec, out, cache, fold, progress=False, models=None):
+    """Train, validate and predict fold `fold`; returns the fold's record (fold.json).
+
+    `models`: a `FoldModels` shared by the folds trained in this process.
+    """
     from .callbacks import GapEvaluation
-    from .training import CacheBatches, predict_logits, prepare
+    from .training import CacheBatches, predict_logits
 
     _, training = spec.settings()
+    models = models or FoldModels(spec, cache)
     folder = out / f"fold_{fold}"
     started = folder / "started.json"
     resuming = (folder / "backup").is_dir() and started.is_file() and \
@@ -114,31 +232,41 @@ def train_fold(spec, out, cache, fold, progress=False):
     folder.mkdir(parents=True, exist_ok=True)
     write_json(started, {"config_hash": spec.config_hash()})
     fold_rows = _labeled_fold_rows(cache)
-    train_rows = fold_rows[cache.fold[fold_rows] != fold]
+    train_rows = np.concatenate([fold_rows[cache.fold[fold_rows] != fold],
+                                 extra_training_rows(cache, training)])
     val_rows = fold_rows[cache.fold[fold_rows] == fold]
     test_rows = cache.rows("test")
     if not len(train_rows) or not len(val_rows):
         raise Yt8mError(f"fold {fold} of {cache.num_folds} has no training or no held-out videos")
-    if training.get("mixed_precision"):
-        keras.mixed_precision.set_global_policy(training["mixed_precision"])
-    keras.utils.set_random_seed(spec.seed * 1000 + fold)
-    model = build(spec, cache.num_classes)
-    data = prepare(model, training, cache, train_rows, spec.level, seed=spec.seed * 1000 + fold)
+    model, data = models.start(fold, train_rows, seed=spec.seed * 1000 + fold)
     held_out = CacheBatches(cache, val_rows, spec.level, training, shuffle=False)
     best_path = folder / "best.weights.h5"
     checkpoint = keras.callbacks.ModelCheckpoint(
         str(best_path), monitor="val_gap", mode="max", save_best_only=True,
         save_weights_only=True, initial_value_threshold=_best_so_far(folder / "log.csv"))
     guard = NanGuard()
-    callbacks = [GapEvaluation(held_out, cache.num_classes), checkpoint,
+    callbacks = [GapEvaluation(held_out, cache.num_classes, pad_to=training.get("batch_size", 32)),
+                 checkpoint,
                  keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True), guard,
                  keras.callbacks.BackupAndRestore(str(folder / "backup"))]
+    if all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):  # tf.summary
+        callbacks.append(keras.callbacks.TensorBoard(
+            str(out / "tensorboard" / f"fold_{fold}"), write_graph=False, profile_batch=0))
     if training.get("early_stopping"):
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_gap", mode="max", patience=training["early_stopping"]))
     start = time.perf_counter()
-    model.fit(data, epochs=training["epochs"], verbose=1 if progress else 0,
-                        callbacks=callbacks)
+    try:
+        model.fit(data, epochs=training["epochs"], verbose=1 if progress else 0,
+                  callbacks=callbacks)
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+        raise Yt8mError(
+            f"{spec.source}: fold {fold} ran out of memory ({type(e).__name__}). Lower "
+            f"training.batch_size (now {training.get('batch_size')}) or num_frames (now "
+            f"{training.get('num_frames')}), or set mixed_precision: mixed_bfloat16; then run "
+            f"again: the fold resumes from its last finished epoch") from e
     seconds = time.perf_counter() - start
     if guard.where is not None:
         epoch, step = guard.where
@@ -200,13 +328,18 @@ def assemble(spec, out, cache):
                "config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
                "oof": scores, "folds": records,
                "seconds": round(sum(r["seconds"] for r in records), 1),
-               "backend": keras.backend.backend(), "yt8m_version": __version__}
+               "backend": keras.backend.backend(),
+               "dtype_policy": keras.mixed_precision.global_policy().name,
+               "yt8m_version": __version__}
     write_json(out / "metrics.json", metrics)
     return metrics
 
 
-def train(spec_path, folds=None, features="features", models_dir=None, progress=False):
+def train(spec_path, folds=None, features="features", models_dir=None, progress=False,
+          distribute=False):
     """Train the missing folds of a spec (all, or those in `folds`), then assemble if complete.
+
+    `distribute`: data parallelism over the local devices (see `data_parallel_scope`).
 
     Returns (metrics or None when folds are still missing, folds trained now).
     """
@@ -214,28 +347,37 @@ def train(spec_path, folds=None, features="features", models_dir=None, progress=
     from .registry import load_spec
 
     spec = load_spec(spec_path)
+    keras.backend.clear_session()  # nothing of an earlier spec trained in this process lingers
     cache = FeatureCache(features, "frame")
     if cache.num_folds < 2:
         raise Yt8mError(f"{features}/folds.csv assigns no folds; build the features first")
     out = model_dir(spec_path, models_dir)
     out.mkdir(parents=True, exist_ok=True)
     if invalidate_if_changed(out, spec.config_hash(), data_fingerprint(cache)):
-        print(f"{spec_path} or the features changed since {out}/ was trained: its old outputs "
-              f"were removed")
+        log(out, f"{spec_path} or the features changed since {out}/ was trained: its old "
+                 f"outputs were removed")
     wanted = range(cache.num_folds) if folds is None else folds
-    trained = []
+    trained, models = [], FoldModels(spec, cache)
     for fold in wanted:
         if not 0 <= fold < cache.num_folds:
             raise Yt8mError(f"fold {fold} does not exist; folds are 0..{cache.num_folds - 1}")
-        if (out / f"fold_{fold}" / FOLD_FILE).is_file():
-            continue
-        record = train_fold(spec, out, cache, fold, progress)
-        trained.append(fold)
-        print(f"{out.name} fold {fold}: GAP@20 {record['metrics']['gap']:.4f} "
-              f"({record['epochs']} epochs, {record['examples_per_s']:.0f} examples/s)")
+    with data_parallel_scope(distribute):
+        for fold in wanted:
+            if (out / f"fold_{fold}" / FOLD_FILE).is_file():
+                continue
+            try:
+                record = train_fold(spec, out, cache, fold, progress, models)
+            except Yt8mError as e:
+                log(out, f"{out.name} fold {fold} failed: {e}")
+                raise
+            trained.append(fold)
+            log(out, f"{out.name} fold {fold}: GAP@20 {record['metrics']['gap']:.4f} "
+                     f"({record['epochs']} epochs, {record['examples_per_s']:.0f} examples/s, "
+                     f"{record['seconds']:.1f} s)")
     done = all((out / f"fold_{k}" / FOLD_FILE).is_file() for k in range(cache.num_folds))
     if not done:
         return None, trained
     if trained or not (out / "metrics.json").is_file():
         return assemble(spec, out, cache), trained
+    os.utime(out / "metrics.json")  # current for this spec: Make's file target is satisfied
     return json.loads((out / "metrics.json").read_text()), trained

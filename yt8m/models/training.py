@@ -6,6 +6,7 @@ from keras import ops
 
 from ..errors import Yt8mError
 from ..features.loader import BatchLoader
+from .callbacks import predict_padded
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
@@ -117,6 +118,28 @@ def set_reverse_whitening(model, path):
     layer.scale.assign(scale)
 
 
+def native_bfloat16():
+    """Whether bfloat16 math is fast here: an accelerator, or a CPU with AVX512-BF16 / AMX."""
+    if any(not d.lower().startswith("cpu") for d in keras.distribution.list_devices()):
+        return True
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def dtype_policy(training):
+    """The Keras dtype policy of `training["mixed_precision"]`: a policy name, or "auto" for
+    mixed_bfloat16 where bfloat16 is native (`native_bfloat16`) and float32 elsewhere. Logits,
+    losses and the metrics stay float32 in every zoo model."""
+    name = training.get("mixed_precision") or "float32"
+    if name == "auto":
+        return "mixed_bfloat16" if native_bfloat16() else "float32"
+    return name
+
+
 def compile_model(model, training, steps_per_epoch):
     model.compile(optimizer=make_optimizer(training, steps_per_epoch),
                   loss=make_loss(training, model))
@@ -127,14 +150,17 @@ class CacheBatches(keras.utils.PyDataset):
     """A `BatchLoader` as a Keras `PyDataset` of (inputs, labels) for `fit` and `predict`.
 
     Inputs are `{"frames", "mask"}` or `{"means"}` as the model's level needs; batch b of epoch e
-    is the same on every run (the loader's seed).
+    is the same on every run (the loader's seed). Shuffled (training) batches drop the last,
+    short batch when there is more than one batch, so that every training step has one shape
+    and the compiled step is not traced again.
     """
 
     def __init__(self, cache, rows, level, training, shuffle, seed=0):
         super().__init__()
         self.level = level
+        size = training.get("batch_size", 32)
         self.loader = BatchLoader(
-            cache, rows, batch_size=training.get("batch_size", 32),
+            cache, rows, batch_size=size, drop_remainder=shuffle and len(rows) >= 2 * size,
             num_frames=training.get("num_frames", 300),
             sampling=training.get("sampling", "head"), shuffle=shuffle, seed=seed,
             features="means" if level == "video" else "frames", prefetch=0)
@@ -176,6 +202,8 @@ def prepare(model, training, cache, train_rows, level, seed=0):
 
 
 def predict_logits(model, batches):
-    """float32 logits of every batch, concatenated in the loader's row order."""
-    return np.concatenate([np.asarray(model.predict_on_batch(x), np.float32)
+    """float32 logits of every batch, concatenated in the loader's row order (short batches are
+    padded to the batch size, so one compiled predict function serves them all)."""
+    size = batches.loader.batch_size if isinstance(batches, CacheBatches) else None
+    return np.concatenate([np.asarray(predict_padded(model, x, size), np.float32)
                            for x, _ in batches])

@@ -7,12 +7,14 @@ from .common import DEMO_TRAINING, frame_inputs, logits_from_probabilities
 
 
 def build(num_classes=3862, clusters=256, audio_clusters=None, hidden=1024, num_mixtures=2,
-          moe_l2=1e-6, probability_gating=True, momentum=0.99, epsilon=1e-3):
+          moe_l2=1e-6, probability_gating=True, probability_gating_reduction=None,
+          momentum=0.99, epsilon=1e-3):
     """Each frame L2-normalised, input BatchNorm, NetVLAD (K) on rgb and NetVLAD (K/2) on audio,
     hidden FC (with bias, no BatchNorm or ReLU: `--netvlad_relu=False`), context gating, a
     mixture of `num_mixtures` experts, and context gating of the output probabilities
     (`--moe_prob_gating`). Returns logits of the gated probabilities. BatchNorm uses Keras'
-    momentum 0.99 (TF-slim used 0.999)."""
+    momentum 0.99 (TF-slim used 0.999). `probability_gating_reduction=r` swaps the full
+    classes x classes gate for a classes/r bottleneck (the demo preset: 15M weights fewer)."""
     inputs, rgb, audio, mask = frame_inputs()
     bn = dict(momentum=momentum, epsilon=epsilon)
     x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
@@ -28,20 +30,21 @@ def build(num_classes=3862, clusters=256, audio_clusters=None, hidden=1024, num_
     x = ContextGating(name="gating", **bn)(x)
     p = MixtureOfExperts(num_classes, num_mixtures, moe_l2, name="moe")(x)
     if probability_gating:
-        p = ContextGating(name="probability_gating", dtype="float32", **bn)(p)
+        p = ContextGating(probability_gating_reduction, name="probability_gating",
+                          dtype="float32", **bn)(p)
     return keras.Model(inputs, logits_from_probabilities(p), name="gated_netvlad")
 
 
 PRESETS = {
     "paper": {},
-    "demo": dict(clusters=32, hidden=256, momentum=0.9),
+    "demo": dict(clusters=16, hidden=128, probability_gating_reduction=16, momentum=0.9),
 }
 
 TRAINING = {
     "paper": dict(optimizer="adam", learning_rate=2e-4, decay_rate=0.8,
                   decay_examples=4_000_000, batch_size=80, epochs=5, clipnorm=1.0,
                   num_frames=300, sampling="random", loss_reduction="sum_over_classes"),
-    "demo": DEMO_TRAINING,
+    "demo": dict(DEMO_TRAINING, mixed_precision="float32"),  # bfloat16 is no faster here
 }
 
 MODELS = {"gated_netvlad": dict(builder=build, presets=PRESETS, training=TRAINING,

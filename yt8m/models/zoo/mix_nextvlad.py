@@ -106,7 +106,7 @@ TRAINING = {
     "paper": dict(optimizer="adam", learning_rate=2e-4, decay_rate=0.8,
                   decay_examples=2_500_000, batch_size=160, epochs=15, num_frames=300,
                   sampling="head"),
-    "demo": DEMO_TRAINING,
+    "demo": dict(DEMO_TRAINING, batch_size=128, learning_rate=1e-2),
 }
 
 MODELS = {"mix_nextvlad": dict(builder=MixNeXtVLAD, presets=PRESETS, training=TRAINING,

@@ -47,14 +47,14 @@ def branch(rgb, audio, mask, num_classes, clusters, groups, expansion, audio_clu
 
 PRESETS = {
     "paper": {},
-    "demo": dict(clusters=16, groups=4, hidden=128, gating_reduction=4, dropout=0.3),
+    "demo": dict(clusters=16, groups=4, expansion=1, hidden=128, gating_reduction=4, dropout=0.3),
 }
 
 TRAINING = {
     "paper": dict(optimizer="adam", learning_rate=2e-4, decay_rate=0.8,
                   decay_examples=2_000_000, batch_size=160, epochs=6, num_frames=300,
                   sampling="head", loss_reduction="sum_over_classes"),
-    "demo": DEMO_TRAINING,
+    "demo": dict(DEMO_TRAINING, batch_size=128, learning_rate=1e-2),
 }
 
 MODELS = {"nextvlad": dict(builder=build, presets=PRESETS, training=TRAINING,
