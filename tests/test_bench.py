@@ -23,7 +23,7 @@ def test_bench_writes_a_table_with_machine_method_and_figures(tmp_path):
     difference = float(re.search(r"same videos: ([\de.+-]+)\.", scoring).group(1))
     assert difference < 1e-12
     models = text.split("# Model throughput")[1]
-    rates = re.findall(r"\| `(\w+)` \| [\d,]+ \| \d+ x \d+ \| ([\d,]+) \| ([\d,]+) \|",
+    rates = re.findall(r"\| `(\w+)` \| [\d,]+ \| \d+ x \d+ \| \w+ \| ([\d,]+) \| ([\d,]+) \|",
                        models)
     assert [r[0] for r in rates] == ["frame_logistic", "nextvlad"]
     assert all(float(r[1].replace(",", "")) > 0 and float(r[2].replace(",", "")) > 0

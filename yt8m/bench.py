@@ -151,22 +151,23 @@ def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_pre
 
     Each model runs at its preset's training batch size and frame count, compiled with its
     training defaults, on the backend Keras runs on (`KERAS_BACKEND`); `mixed_precision` is a
-    Keras policy such as "mixed_bfloat16". Median step time after two warm-up steps.
+    Keras policy such as "mixed_bfloat16" (default: each preset's own, as training resolves it).
+    Median step time after two warm-up steps.
     """
     import keras
 
     from yt8m.models import build
     from yt8m.models.registry import parse_spec
-    from yt8m.models.training import compile_model
+    from yt8m.models.training import compile_model, dtype_policy
 
-    if mixed_precision:
-        keras.mixed_precision.set_global_policy(mixed_precision)
     rng = np.random.default_rng(0)
     rows = []
     for name in names:
         spec = parse_spec({"model": name, "preset": preset})
         training = spec.settings()[1]
         batch, frames = training["batch_size"], training.get("num_frames", 32)
+        policy = mixed_precision or dtype_policy(training)
+        keras.mixed_precision.set_global_policy(policy)
         model = compile_model(build(spec, num_classes), training, steps_per_epoch=100)
         if spec.level == "video":
             x = {"means": rng.uniform(-2, 2, (batch, 1152)).astype("float32")}
@@ -179,7 +180,7 @@ def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_pre
             model.predict_on_batch(x)
         train = _median_time(lambda m=model, x=x, y=y: m.train_on_batch(x, y), steps)
         infer = _median_time(lambda m=model, x=x: m.predict_on_batch(x), steps)
-        rows.append(f"| `{name}` | {model.count_params():,} | {batch} x {frames} | "
+        rows.append(f"| `{name}` | {model.count_params():,} | {batch} x {frames} | {policy} | "
                     f"{batch / train:,.0f} | {batch / infer:,.0f} |")
         del model
     device = keras.backend.backend()
@@ -188,14 +189,14 @@ def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_pre
 
         device += f" on {jax.devices()[0].device_kind}"
     return [
-        f"# Model throughput ({preset} presets, {num_classes} classes, Keras backend {device}, "
-        f"policy {keras.mixed_precision.global_policy().name})",
+        f"# Model throughput ({preset} presets, {num_classes} classes, Keras backend {device})",
         "",
         f"Machine: {_machine()}. Synthetic batches at each preset's training batch size and "
         f"frame count; median of {steps} steps after 2 warm-up steps.",
         "",
-        "| model | parameters | batch x frames | train examples/s | inference examples/s |",
-        "|---|---:|---:|---:|---:|",
+        "| model | parameters | batch x frames | policy | train examples/s | "
+        "inference examples/s |",
+        "|---|---:|---:|---|---:|---:|",
         *rows,
         "",
     ]
