@@ -23,6 +23,7 @@ DISTRIBUTE ?=
 TRAIN_FLAGS = --quiet $(if $(DISTRIBUTE),--distribute)
 PORT ?= 6006
 SPECS := $(wildcard models/*.yaml)
+ENSEMBLES := $(wildcard ensembles/*.yaml)
 # make submission: SRC=models/<id> or ensembles/<id> (default: best OOF GAP), ID=, GZIP=1, FORCE=1
 # make submit: SUB=<id> MSG="..." DRY_RUN=1
 SRC ?=
@@ -30,14 +31,14 @@ ID ?=
 SUB ?=
 MSG ?=
 
-.PHONY: help all setup sample features train train-all tensorboard submission submit test test-slow lint \
+.PHONY: help all setup sample features train train-all ensemble tensorboard submission submit test test-slow lint \
         format bench download download-kaggle clean-features clean
 
 help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-all: setup sample features train-all ## Set up, then run the whole job on the built-in sample competition
+all: setup sample features train-all ensemble ## Set up, then run the whole job on the built-in sample competition
 
 # The sample competition is folded in 3 (not 5) so that every demo model trains in the budget.
 all: FOLDS := $(or $(FOLDS),$(if $(wildcard features/folds.csv),,3))
@@ -68,6 +69,12 @@ train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every models/*.yaml over 
 # under `make -j` each recipe trains its own spec, side by side.
 models/%/metrics.json: models/%.yaml features/frame/manifest.json
 	@if [ $@ -nt $< ] && [ $@ -nt features/frame/manifest.json ]; then :; else 	  echo "$(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS)"; 	  $(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS); fi
+
+ensemble: setup $(ENSEMBLES:.yaml=/metrics.json) ## Blend trained models: every ensembles/*.yaml into ensembles/<id>/
+	@$(YT8M) leaderboard
+
+ensembles/%/metrics.json: ensembles/%.yaml $(SPECS:.yaml=/metrics.json)
+	$(YT8M) ensemble $<
 
 tensorboard: setup ## Serve the training curves of every models/<id>/tensorboard (PORT)
 	$(VENV)/bin/tensorboard --logdir models --port $(PORT)

@@ -191,6 +191,13 @@ def _train(args):
                   f"PERR {oof['perr']:.4f}, mAP {oof['map']:.4f} over {oof['videos']} videos")
 
 
+def _ensemble(args):
+    from yt8m.ensembles import build, summary_line
+
+    for spec in args.specs:
+        print(summary_line(build(spec, args.features, args.models, args.out)))
+
+
 def _leaderboard(args):
     from yt8m.predictions import find_sources
 
@@ -338,6 +345,15 @@ def build_parser():
                    help="data parallel over every local GPU: Keras DataParallel (JAX) or "
                         "tf.distribute.MirroredStrategy (TensorFlow); the batch size must be a "
                         "multiple of the device count")
+
+    p = command("ensemble", _ensemble, "blend trained models into ensembles/<id>/",
+                "Blend the members' out-of-fold and test logits with the spec's combiner (mean, "
+                "or weights fitted to maximise OOF GAP@20, honestly cross-fitted over the folds) "
+                "and write the blended predictions, metrics.json and report.md.")
+    p.add_argument("specs", nargs="+", help="ensembles/<id>.yaml files")
+    p.add_argument("--features", default="features")
+    p.add_argument("--models", default="models", help="where the member models are")
+    p.add_argument("--out", help="output folder (default: the spec's folder)")
 
     p = command("leaderboard", _leaderboard, "the out-of-fold scores of everything trained",
                 "One table of every trained model (and ensemble) with test predictions, best "

@@ -1,0 +1,207 @@
+"""Level-2 blends of trained models: `yt8m ensemble ensembles/<id>.yaml` -> `ensembles/<id>/`.
+
+A spec names its members (model ids under `models/`) and a combiner:
+
+    members: [nextvlad, mix_nextvlad, attention_lstm]
+    combiner: weighted        # mean | weighted
+    space: logits             # mean only: average logits, or probabilities
+
+`weighted` fits non-negative weights (summing to 1) that maximise OOF GAP@20. Its reported OOF
+score is honest: the rows of fold k are blended with weights fitted on the other folds only; the
+test predictions use weights fitted on every OOF row. Outputs: `oof_*`/`test_*` predictions in
+the models' format, `metrics.json` and `report.md`.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import __version__, predictions
+from .errors import Yt8mError
+from .fileio import atomic_path, write_json
+from .metrics import evaluate
+
+COMBINERS = ("mean", "weighted")
+SPEC_KEYS = ("members", "combiner", "space", "seed")
+
+
+def load_spec(path):
+    """The checked spec dict; errors name the file, the key and what is allowed."""
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise Yt8mError(f"{path}: cannot read the ensemble spec ({e})") from None
+    if not isinstance(spec, dict):
+        raise Yt8mError(f"{path}: expected a mapping with {', '.join(SPEC_KEYS)}")
+    unknown = set(spec) - set(SPEC_KEYS)
+    if unknown:
+        raise Yt8mError(f"{path}: unknown keys {sorted(unknown)}; allowed: {list(SPEC_KEYS)}")
+    members = spec.get("members")
+    if not isinstance(members, list) or len(members) < 2 or \
+            not all(isinstance(m, str) for m in members) or len(set(members)) != len(members):
+        raise Yt8mError(f"{path}: members must list at least two distinct model ids")
+    if spec.get("combiner") not in COMBINERS:
+        raise Yt8mError(f"{path}: combiner must be one of {list(COMBINERS)}, "
+                        f"not {spec.get('combiner')!r}")
+    if spec.get("space", "logits") not in ("logits", "probabilities"):
+        raise Yt8mError(f"{path}: space must be logits or probabilities")
+    return {"members": members, "combiner": spec["combiner"],
+            "space": spec.get("space", "logits"), "seed": int(spec.get("seed", 0) or 0)}
+
+
+def load_members(members, models_dir="models"):
+    """{id: (oof Predictions, test Predictions, metrics)}; refuses members whose ids or row
+    order disagree with the first member's."""
+    loaded = {}
+    for name in members:
+        folder = Path(models_dir) / name
+        oof, test = predictions.load(folder, "oof"), predictions.load(folder, "test")
+        loaded[name] = (oof, test, predictions.source_metrics(folder))
+    first = members[0]
+    for name in members[1:]:
+        for part, index in (("oof", 0), ("test", 1)):
+            a, b = loaded[first][index], loaded[name][index]
+            if len(a.ids) != len(b.ids) or not np.array_equal(a.ids, b.ids):
+                raise Yt8mError(
+                    f"{Path(models_dir) / name}: its {part} predictions cover other videos or "
+                    f"another row order than {Path(models_dir) / first}'s; retrain both on the "
+                    f"same features")
+        if loaded[name][0].logits.shape[1] != loaded[first][0].logits.shape[1]:
+            raise Yt8mError(f"{Path(models_dir) / name}: another number of classes than {first}")
+    return loaded
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def blend(stack, weights, space="logits"):
+    """Weighted mean of (members, videos, classes) logits, as logits (float32)."""
+    weights = np.asarray(weights, np.float32)
+    weights = weights / weights.sum()
+    if space == "logits":
+        return np.tensordot(weights, stack, axes=1).astype(np.float32)
+    p = np.clip(np.tensordot(weights, _sigmoid(stack.astype(np.float32)), axes=1), 1e-7, 1 - 1e-7)
+    return (np.log(p) - np.log1p(-p)).astype(np.float32)
+
+
+def fit_weights(stack, labels, space="logits", rounds=2, grid=6):
+    """Non-negative weights summing to 1 that maximise GAP@20, by coordinate search: each round
+    tries, for every member, `grid` shares of the blend between 0 and 1 against the others.
+    Starts from equal weights; returns (weights, GAP)."""
+    n = len(stack)
+    weights = np.full(n, 1.0 / n)
+    best = evaluate(blend(stack, weights, space), labels, from_logits=True)["gap"]
+    for _ in range(rounds):
+        improved = False
+        for i in range(n):
+            for share in np.linspace(0.0, 1.0, grid):
+                others = np.delete(weights, i)
+                rest = others.sum()
+                if rest == 0 and share < 1:
+                    continue
+                trial = np.insert(others / rest * (1 - share) if rest else others, i, share)
+                gap = evaluate(blend(stack, trial, space), labels, from_logits=True)["gap"]
+                if gap > best + 1e-9:
+                    best, weights, improved = gap, trial, True
+        if not improved:
+            break
+    return weights, best
+
+
+def build(spec_path, features="features", models_dir="models", out_dir=None):
+    """Blend the members of one ensemble spec; returns its metrics dict."""
+    from .features.cache import FeatureCache
+
+    spec_path = Path(spec_path)
+    spec = load_spec(spec_path)
+    out = Path(out_dir or spec_path.parent) / spec_path.stem
+    start = time.perf_counter()
+    members = load_members(spec["members"], models_dir)
+    cache = FeatureCache(features, "frame")
+    oof_ids = members[spec["members"][0]][0].ids
+    test_ids = members[spec["members"][0]][1].ids
+    position = {video: row for row, video in enumerate(cache.ids.tolist())}
+    missing = [v for v in oof_ids.tolist()[:5] if v not in position]
+    if missing:
+        raise Yt8mError(f"{features}: no videos {missing} of the members' OOF predictions; the "
+                        f"members were trained on other features")
+    rows = np.array([position[v] for v in oof_ids.tolist()])
+    labels = cache.label_lists(rows)
+    folds = cache.fold[rows]
+    oof_stack = np.stack([np.asarray(members[m][0].logits, np.float32) for m in spec["members"]])
+    test_stack = np.stack([np.asarray(members[m][1].logits, np.float32) for m in spec["members"]])
+    member_scores = {m: evaluate(oof_stack[i], labels, from_logits=True)
+                     for i, m in enumerate(spec["members"])}
+    space = spec["space"] if spec["combiner"] == "mean" else "logits"
+    if spec["combiner"] == "mean":
+        weights = np.full(len(oof_stack), 1.0 / len(oof_stack))
+        oof = blend(oof_stack, weights, space)
+        fold_weights = {}
+    else:  # weighted: fold k's rows blended with weights fitted on the other folds
+        oof = np.empty(oof_stack.shape[1:], np.float32)
+        fold_weights = {}
+        for k in np.unique(folds):
+            fit, apply = folds != k, folds == k
+            w, _ = fit_weights(oof_stack[:, fit], [labels[i] for i in np.flatnonzero(fit)])
+            oof[apply] = blend(oof_stack[:, apply], w)
+            fold_weights[int(k)] = [round(float(x), 4) for x in w]
+        weights, _ = fit_weights(oof_stack, labels)
+    scores = evaluate(oof, labels, from_logits=True)
+    test = blend(test_stack, weights, space)
+    out.mkdir(parents=True, exist_ok=True)
+    predictions.save(out, "oof", oof_ids, oof)
+    predictions.save(out, "test", test_ids, test)
+    best = max(member_scores, key=lambda m: member_scores[m]["gap"])
+    flat = oof_stack.reshape(len(oof_stack), -1)
+    correlation = np.corrcoef(flat[:, :: max(1, flat.shape[1] // 2_000_000)])
+    metrics = {"id": out.name, "model": f"ensemble:{spec['combiner']}",
+               "preset": "-", "members": spec["members"], "combiner": spec["combiner"],
+               "space": space, "oof": scores,
+               "weights": dict(zip(spec["members"], [round(float(w), 4) for w in weights],
+                                   strict=True)),
+               "fold_weights": fold_weights, "member_oof": member_scores,
+               "best_member": best,
+               "gain_over_best_member": scores["gap"] - member_scores[best]["gap"],
+               "correlation": np.round(correlation, 4).tolist(),
+               "seconds": round(time.perf_counter() - start, 1), "yt8m_version": __version__}
+    write_json(out / "metrics.json", metrics)
+    with atomic_path(out / "report.md") as tmp:
+        Path(tmp).write_text(report(metrics))
+    return metrics
+
+
+def report(metrics):
+    """The markdown report of one ensemble."""
+    members = metrics["members"]
+    lines = [f"# Ensemble `{metrics['id']}` ({metrics['combiner']})", "",
+             "| source | weight | OOF GAP@20 | Hit@1 | PERR | mAP |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for m in members:
+        s = metrics["member_oof"][m]
+        lines.append(f"| `{m}` | {metrics['weights'][m]:.3f} | {s['gap']:.4f} | "
+                     f"{s['hit_at_one']:.4f} | {s['perr']:.4f} | {s['map']:.4f} |")
+    s = metrics["oof"]
+    lines += [f"| **{metrics['combiner']}** | | **{s['gap']:.4f}** | {s['hit_at_one']:.4f} | "
+              f"{s['perr']:.4f} | {s['map']:.4f} |", "",
+              f"Best single model: `{metrics['best_member']}`; the blend's OOF GAP@20 gain over "
+              f"it: {metrics['gain_over_best_member']:+.4f}.", ""]
+    if metrics["fold_weights"]:
+        lines += ["Weights fitted without each fold (the OOF rows of fold k use its weights):",
+                  "", *(f"- fold {k}: {w}" for k, w in metrics["fold_weights"].items()), ""]
+    lines += ["Pairwise correlation of the members' OOF logits:", "",
+              "| | " + " | ".join(f"`{m}`" for m in members) + " |",
+              "|---|" + "---:|" * len(members)]
+    for m, row in zip(members, metrics["correlation"], strict=True):
+        lines.append(f"| `{m}` | " + " | ".join(f"{c:.3f}" for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def summary_line(metrics):
+    return (f"{metrics['id']}: {metrics['combiner']} of {len(metrics['members'])} models, OOF "
+            f"GAP@20 {metrics['oof']['gap']:.4f} ({metrics['gain_over_best_member']:+.4f} over "
+            f"{metrics['best_member']}); weights " + json.dumps(metrics["weights"]))
