@@ -68,7 +68,8 @@ train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every models/*.yaml over 
 # start-up instead of one per spec) and the later recipes find their target already rebuilt;
 # under `make -j` each recipe trains its own spec, side by side.
 models/%/metrics.json: models/%.yaml features/frame/manifest.json
-	@if [ $@ -nt $< ] && [ $@ -nt features/frame/manifest.json ]; then :; else 	  echo "$(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS)"; 	  $(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS); fi
+	@if [ $@ -nt $< ] && [ $@ -nt features/frame/manifest.json ]; then :; else \
+	  set -x; $(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS); fi
 
 ensemble: setup $(ENSEMBLES:.yaml=/metrics.json) ## Blend trained models: every ensembles/*.yaml into ensembles/<id>/
 	@$(YT8M) leaderboard

@@ -47,7 +47,8 @@ def oof_gap(root, name):
         spec = root / "models" / f"{name}.yaml"
         spec.write_text(f"model: {name}\npreset: demo\nseed: 0\ntraining: {TRAINING}\n")
         metrics, _ = oof.train(spec, features=root / "features")
-        assert metrics["oof"]["videos"] == 2100  # every labeled video, once
+        labeled = (QUALITY.train_shards + QUALITY.validate_shards) * QUALITY.videos_per_shard
+        assert metrics["oof"]["videos"] == labeled  # every labeled video, once
         _SCORES[name] = metrics["oof"]["gap"]
     return _SCORES[name]
 

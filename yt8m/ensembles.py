@@ -54,13 +54,12 @@ def load_spec(path):
 
 
 def load_members(members, models_dir="models"):
-    """{id: (oof Predictions, test Predictions, metrics)}; refuses members whose ids or row
-    order disagree with the first member's."""
+    """{id: (oof Predictions, test Predictions)}; refuses members whose ids or row order
+    disagree with the first member's."""
     loaded = {}
     for name in members:
         folder = Path(models_dir) / name
-        oof, test = predictions.load(folder, "oof"), predictions.load(folder, "test")
-        loaded[name] = (oof, test, predictions.source_metrics(folder))
+        loaded[name] = (predictions.load(folder, "oof"), predictions.load(folder, "test"))
     first = members[0]
     for name in members[1:]:
         for part, index in (("oof", 0), ("test", 1)):
@@ -99,12 +98,11 @@ def fit_weights(stack, labels, space="logits", rounds=2, grid=6):
     for _ in range(rounds):
         improved = False
         for i in range(n):
+            others = np.delete(weights, i)
+            if others.sum() == 0:  # member i holds all the weight: nothing to trade against
+                continue
             for share in np.linspace(0.0, 1.0, grid):
-                others = np.delete(weights, i)
-                rest = others.sum()
-                if rest == 0 and share < 1:
-                    continue
-                trial = np.insert(others / rest * (1 - share) if rest else others, i, share)
+                trial = np.insert(others / others.sum() * (1 - share), i, share)
                 gap = evaluate(blend(stack, trial, space), labels, from_logits=True)["gap"]
                 if gap > best + 1e-9:
                     best, weights, improved = gap, trial, True
@@ -126,10 +124,10 @@ def build(spec_path, features="features", models_dir="models", out_dir=None):
     oof_ids = members[spec["members"][0]][0].ids
     test_ids = members[spec["members"][0]][1].ids
     position = {video: row for row, video in enumerate(cache.ids.tolist())}
-    missing = [v for v in oof_ids.tolist()[:5] if v not in position]
+    missing = [v for v in oof_ids.tolist() if v not in position]
     if missing:
-        raise Yt8mError(f"{features}: no videos {missing} of the members' OOF predictions; the "
-                        f"members were trained on other features")
+        raise Yt8mError(f"{features}: no videos {missing[:5]} ({len(missing)} in all) of the "
+                        f"members' OOF predictions; the members were trained on other features")
     rows = np.array([position[v] for v in oof_ids.tolist()])
     labels = cache.label_lists(rows)
     folds = cache.fold[rows]

@@ -179,13 +179,7 @@ class FoldModels:
     def start(self, fold, train_rows, seed):
         """The model, ready to train fold `fold`, and its training batches."""
         from . import build
-        from .training import (
-            CacheBatches,
-            compile_model,
-            dtype_policy,
-            set_prior_bias,
-            set_reverse_whitening,
-        )
+        from .training import CacheBatches, compile_model, dtype_policy, set_start_values
 
         training = self.training
         keras.mixed_precision.set_global_policy(dtype_policy(training))
@@ -204,10 +198,7 @@ class FoldModels:
             for variable, value in zip(self.model.optimizer.variables, self.optimizer_state,
                                        strict=True):
                 variable.assign(value)
-        if training.get("eigenvalues"):
-            set_reverse_whitening(self.model, training["eigenvalues"])
-        if training.get("prior_bias"):
-            set_prior_bias(self.model, self.cache.multi_hot(train_rows).mean(axis=0))
+        set_start_values(self.model, training, self.cache, train_rows)
         data = CacheBatches(self.cache, train_rows, self.spec.level, training, shuffle=True,
                             seed=seed)
         return self.model, data

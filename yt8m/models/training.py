@@ -1,5 +1,7 @@
 """Compile and feed a zoo model the way its reference trained it (optimizer, schedule, loss)."""
 
+import functools
+
 import keras
 import numpy as np
 from keras import ops
@@ -118,6 +120,7 @@ def set_reverse_whitening(model, path):
     layer.scale.assign(scale)
 
 
+@functools.cache
 def native_bfloat16():
     """Whether bfloat16 math is fast here: an accelerator, or a CPU with AVX512-BF16 / AMX."""
     if any(not d.lower().startswith("cpu") for d in keras.distribution.list_devices()):
@@ -187,18 +190,14 @@ class CacheBatches(keras.utils.PyDataset):
             yield self[index]
 
 
-def prepare(model, training, cache, train_rows, level, seed=0):
-    """Compile `model` for `training` and return its shuffled training batches.
-
-    Applies `prior_bias` (class frequencies of `train_rows`) before the first step.
-    """
-    data = CacheBatches(cache, train_rows, level, training, shuffle=True, seed=seed)
-    compile_model(model, training, len(data))
+def set_start_values(model, training, cache, train_rows):
+    """The values `training` gives some weights before the first step: the reverse-whitening
+    scale (`eigenvalues`) and the output biases at the class log-odds of `train_rows`
+    (`prior_bias`)."""
     if training.get("eigenvalues"):
         set_reverse_whitening(model, training["eigenvalues"])
     if training.get("prior_bias"):
         set_prior_bias(model, cache.multi_hot(train_rows).mean(axis=0))
-    return data
 
 
 def predict_logits(model, batches):
