@@ -31,14 +31,15 @@ ID ?=
 SUB ?=
 MSG ?=
 
-.PHONY: help all setup sample features train train-all ensemble tensorboard submission submit test test-slow lint \
-        format bench download download-kaggle clean-features clean
+.PHONY: help all setup sample features train train-all ensemble tensorboard lab submission submit test \
+        test-slow lint format bench download download-kaggle clean-features clean
 
 help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
 all: setup sample features train-all ensemble ## Set up, then run the whole job on the built-in sample competition
+	@$(MAKE) --no-print-directory submission
 
 # The sample competition is folded in 3 (not 5) so that every demo model trains in the budget.
 all: FOLDS := $(or $(FOLDS),$(if $(wildcard features/folds.csv),,3))
@@ -79,6 +80,10 @@ ensembles/%/metrics.json: ensembles/%.yaml $(SPECS:.yaml=/metrics.json)
 
 tensorboard: setup ## Serve the training curves of every models/<id>/tensorboard (PORT)
 	$(VENV)/bin/tensorboard --logdir models --port $(PORT)
+
+lab: setup ## Install JupyterLab (extra `notebooks`) and open the notebooks/ folder in it
+	$(PY) -m pip install --quiet -e '.[dev,notebooks]'
+	$(VENV)/bin/jupyter lab notebooks
 
 submission: setup ## Write submissions/<id>.csv from the best test predictions (SRC, ID, GZIP, FORCE)
 	$(YT8M) submission write --competition $(COMPETITION) $(if $(SRC),--source $(SRC)) \

@@ -85,10 +85,58 @@ def test_members_that_disagree_on_videos_are_refused(workspace):
         ensembles.build("ensembles/m.yaml")
 
 
+STACK = "members: [low, high, noise]\ncombiner: stack\nstacker:\n  epochs: {epochs}\n"
+
+
+def test_stack_beats_every_member_out_of_fold_and_resumes(workspace, capsys):
+    Path("ensembles/s.yaml").write_text(STACK.format(epochs=6))
+    assert main(["ensemble", "ensembles/s.yaml"]) == 0
+    metrics = json.loads(Path("ensembles/s/metrics.json").read_text())
+    best = max(s["gap"] for s in metrics["member_oof"].values())
+    assert metrics["oof"]["gap"] > best + 0.02
+    folds = metrics["stacker_folds"]
+    assert [r["fold"] for r in folds] == list(range(workspace.num_folds))
+    labeled = len(predictions.load("models/low", "oof"))
+    for record in folds:  # each fold's stacker never trained on the rows it scored
+        assert record["train_videos"] + record["oof"]["videos"] == labeled
+    assert metrics["stacker"]["epochs"] == 6 and metrics["weights"] is None
+    assert "Each fold's stacker" in Path("ensembles/s/report.md").read_text()
+    test = predictions.load("ensembles/s", "test")
+    np.testing.assert_array_equal(test.ids, predictions.load("models/low", "test").ids)
+    assert np.isfinite(np.asarray(test.logits, np.float32)).all()
+    assert "s: stack of 3 models" in capsys.readouterr().out
+
+    # a second run reads the finished folds back; a changed spec trains them again
+    written = {p: p.stat().st_mtime_ns for p in Path("ensembles/s").glob("fold_*/fold.json")}
+    again = ensembles.build("ensembles/s.yaml")
+    assert again["oof"]["gap"] == pytest.approx(metrics["oof"]["gap"], abs=1e-6)
+    assert {p: p.stat().st_mtime_ns for p in written} == written
+    Path("ensembles/s.yaml").write_text(STACK.format(epochs=1))
+    ensembles.build("ensembles/s.yaml")
+    assert all(p.stat().st_mtime_ns != t for p, t in written.items())
+
+
+def test_stack_with_the_video_features(workspace):
+    Path("ensembles/v.yaml").write_text(STACK.format(epochs=1) + "  video_features: true\n")
+    metrics = ensembles.build("ensembles/v.yaml")
+    assert metrics["stacker"]["video_features"] is True
+    assert 0 < metrics["oof"]["gap"] <= 1
+    assert len(predictions.load("ensembles/v", "oof")) == len(predictions.load("models/low", "oof"))
+
+
 @pytest.mark.parametrize("text, message", [
     ("members: [low]\ncombiner: mean\n", "at least two distinct model ids"),
     ("members: [low, high]\ncombiner: median\n", "combiner must be one of"),
     ("members: [low, high]\ncombiner: mean\nweights: [1, 2]\n", "unknown keys \\['weights'\\]"),
+    ("members: [low, high]\ncombiner: mean\nstacker: {epochs: 2}\n",
+     "only apply to combiner: stack"),
+    ("members: [low, high]\ncombiner: stack\nstacker: {depth: 2}\n", "unknown stacker keys"),
+    ("members: [low, high]\ncombiner: stack\nstacker: {epochs: 0}\n",
+     "stacker.epochs must be a positive integer"),
+    ("members: [low, high]\ncombiner: stack\nstacker: {output_gating: yes}\n",
+     "stacker.output_gating must be a positive integer"),
+    ("members: [low, high]\ncombiner: stack\nstacker: {learning_rate: -1.0}\n",
+     "stacker.learning_rate must be a number > 0"),
 ])
 def test_bad_specs_name_the_file_and_the_key(workspace, text, message):
     Path("ensembles/bad.yaml").write_text(text)

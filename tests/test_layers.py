@@ -18,6 +18,7 @@ from yt8m.models.layers import (
     AttentionPooling,
     ContextGating,
     Dequantize,
+    MemberMixture,
     MixtureOfExperts,
     NetVLAD,
     NeXtVLAD,
@@ -39,6 +40,8 @@ FRAME_LAYERS = {
 VECTOR_LAYERS = {
     "context_gating": (lambda: ContextGating(), F),
     "context_gating_se": (lambda: ContextGating(reduction=4), F),
+    "context_gating_identity": (
+        lambda: ContextGating(reduction=4, batch_norm=False, initial_gate=0.9), F),
     "mixture_of_experts": (lambda: MixtureOfExperts(5, 2, l2=1e-6), 5),
 }
 
@@ -128,6 +131,62 @@ def test_mixture_of_experts_is_a_probability_with_a_dummy_expert():
     moe.experts.bias.assign(np.full((8,), 30.0, "float32"))  # experts certain
     moe.gates.kernel.assign(np.zeros((8, 12), "float32"))  # uniform over 2 experts + dummy
     np.testing.assert_allclose(np.asarray(moe(np.ones((1, 8), "float32"))), 2 / 3, rtol=1e-5)
+
+
+def test_initial_gate_starts_every_gate_at_its_value():
+    x = frames()[:, 0]
+    for layer in (ContextGating(reduction=4, batch_norm=False, initial_gate=0.98),
+                  ContextGating(batch_norm=False, initial_gate=0.5)):
+        np.testing.assert_allclose(np.asarray(layer(x)), x * layer.initial_gate, rtol=1e-5)
+    with pytest.raises(ValueError, match="batch_norm=False"):
+        ContextGating(initial_gate=0.9)
+    with pytest.raises(ValueError, match=r"\(0, 1\)"):
+        ContextGating(reduction=4, initial_gate=1.0)
+
+
+def member_logits(seed=0, members=3, classes=6):
+    return np.random.default_rng(seed).normal(0, 2, (B, members, classes)).astype("float32")
+
+
+def test_member_mixture_starts_as_the_members_mean_and_learns():
+    from yt8m.models.layers.member_mixture import DUMMY_GATE_OFFSET
+
+    z = member_logits()
+    dummy_share = 1 / (1 + np.exp(-DUMMY_GATE_OFFSET))  # softmax([0, offset])[1]
+    expected = (1 - dummy_share) / (1 + np.exp(-z.mean(axis=1)))
+    for gating in (True, False):
+        np.testing.assert_allclose(np.asarray(MemberMixture(1, input_gating=gating)(z)),
+                                   expected, rtol=1e-5)
+    two = np.asarray(MemberMixture(2)(z))  # two equal experts: the dummy's share shrinks
+    assert (two > expected).all() and ((two > 0) & (two < 1)).all()
+
+
+@pytest.mark.parametrize("with_context", [False, True])
+def test_member_mixture_round_trip_and_training_step(with_context, tmp_path):
+    layer = MemberMixture(2, l2=1e-4)
+    assert MemberMixture.from_config(layer.get_config()).get_config() == layer.get_config()
+    logits = keras.Input((3, 6), name="logits")
+    inputs, data = {"logits": logits}, {"logits": member_logits()}
+    if with_context:
+        inputs["video"] = keras.Input((F,), name="video")
+        data["video"] = frames()[:, 0]
+        out = layer(logits, inputs["video"])
+    else:
+        out = layer(logits)
+    model = keras.Model(inputs, out)
+    before = np.asarray(model.predict_on_batch(data))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(data)), before, atol=1e-6)
+    model.compile(keras.optimizers.Adam(0.05), "binary_crossentropy")
+    target = (member_logits(1)[:, 0] > 0).astype("float32")
+    first = model.train_on_batch(data, target)
+    for _ in range(5):
+        last = model.train_on_batch(data, target)
+    assert last < first
+    if with_context:  # the context reaches the gates: the prediction now depends on it
+        other = dict(data, video=data["video"] * -3)
+        assert not np.allclose(model.predict_on_batch(other), model.predict_on_batch(data))
 
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the JAX run itself")

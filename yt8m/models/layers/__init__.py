@@ -8,10 +8,11 @@ from .attention_pooling import AttentionPooling
 from .context_gating import ContextGating
 from .dequantize import Dequantize
 from .masking import masked_mean, masked_softmax
+from .member_mixture import MemberMixture
 from .mixture_of_experts import MixtureOfExperts
 from .netvlad import NetVLAD
 from .nextvlad import NeXtVLAD
 from .shifting_attention import ShiftingAttention
 
-__all__ = ["AttentionPooling", "ContextGating", "Dequantize", "MixtureOfExperts", "NetVLAD",
-           "NeXtVLAD", "ShiftingAttention", "masked_mean", "masked_softmax"]
+__all__ = ["AttentionPooling", "ContextGating", "Dequantize", "MemberMixture", "MixtureOfExperts",
+           "NetVLAD", "NeXtVLAD", "ShiftingAttention", "masked_mean", "masked_softmax"]

@@ -28,15 +28,26 @@ def video_inputs(feature_sizes=FEATURE_SIZES):
 @keras.saving.register_keras_serializable(package="yt8m")
 class ProbabilityLogits(keras.layers.Layer):
     """Probabilities to logits, `log p - log(1 - p)`, p clipped to [1e-7, 1 - 1e-7] (float32),
-    so that models ending in a mixture of experts also output logits."""
+    so that models ending in a mixture of experts also output logits. With `from_log`, the
+    inputs are `log p` and are not clipped near 0 (only `p <= 1 - 1e-7` is kept)."""
+
+    def __init__(self, from_log=False, **kwargs):
+        super().__init__(**kwargs)
+        self.from_log = from_log
 
     def call(self, probabilities):
+        if self.from_log:
+            log_p = ops.minimum(ops.cast(probabilities, "float32"), -1e-7)
+            return log_p - ops.log(-ops.expm1(log_p))
         p = ops.clip(ops.cast(probabilities, "float32"), 1e-7, 1.0 - 1e-7)
         return ops.log(p) - ops.log1p(-p)
 
+    def get_config(self):
+        return super().get_config() | {"from_log": self.from_log}
 
-def logits_from_probabilities(probabilities, name="logits"):
-    return ProbabilityLogits(name=name, dtype="float32")(probabilities)
+
+def logits_from_probabilities(probabilities, name="logits", from_log=False):
+    return ProbabilityLogits(from_log, name=name, dtype="float32")(probabilities)
 
 
 def classifier(x, num_classes, l2=0.0, name="logits"):

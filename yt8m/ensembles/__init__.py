@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import __version__, predictions
-from .errors import Yt8mError
-from .fileio import atomic_path, write_json
-from .metrics import evaluate
+from .. import __version__, predictions
+from ..errors import Yt8mError
+from ..fileio import atomic_path, write_json
+from ..metrics import evaluate
+from . import stacking
+from .blending import blend, fit_weights
 
-COMBINERS = ("mean", "weighted")
-SPEC_KEYS = ("members", "combiner", "space", "seed")
+COMBINERS = ("mean", "weighted", "stack")
+SPEC_KEYS = ("members", "combiner", "space", "seed", "stacker")
 
 
 def load_spec(path):
@@ -49,8 +51,16 @@ def load_spec(path):
                         f"not {spec.get('combiner')!r}")
     if spec.get("space", "logits") not in ("logits", "probabilities"):
         raise Yt8mError(f"{path}: space must be logits or probabilities")
-    return {"members": members, "combiner": spec["combiner"],
-            "space": spec.get("space", "logits"), "seed": int(spec.get("seed", 0) or 0)}
+    if "stacker" in spec and spec["combiner"] != "stack":
+        raise Yt8mError(f"{path}: stacker settings only apply to combiner: stack")
+    seed = spec.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise Yt8mError(f"{path}: seed must be an integer, not {seed!r}")
+    checked = {"members": members, "combiner": spec["combiner"],
+               "space": spec.get("space", "logits"), "seed": seed}
+    if spec["combiner"] == "stack":
+        checked["stacker"] = stacking.check_options(spec.get("stacker"), path)
+    return checked
 
 
 def load_members(members, models_dir="models"):
@@ -74,46 +84,9 @@ def load_members(members, models_dir="models"):
     return loaded
 
 
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
-
-
-def blend(stack, weights, space="logits"):
-    """Weighted mean of (members, videos, classes) logits, as logits (float32)."""
-    weights = np.asarray(weights, np.float32)
-    weights = weights / weights.sum()
-    if space == "logits":
-        return np.tensordot(weights, stack, axes=1).astype(np.float32)
-    p = np.clip(np.tensordot(weights, _sigmoid(stack.astype(np.float32)), axes=1), 1e-7, 1 - 1e-7)
-    return (np.log(p) - np.log1p(-p)).astype(np.float32)
-
-
-def fit_weights(stack, labels, space="logits", rounds=2, grid=6):
-    """Non-negative weights summing to 1 that maximise GAP@20, by coordinate search: each round
-    tries, for every member, `grid` shares of the blend between 0 and 1 against the others.
-    Starts from equal weights; returns (weights, GAP)."""
-    n = len(stack)
-    weights = np.full(n, 1.0 / n)
-    best = evaluate(blend(stack, weights, space), labels, from_logits=True)["gap"]
-    for _ in range(rounds):
-        improved = False
-        for i in range(n):
-            others = np.delete(weights, i)
-            if others.sum() == 0:  # member i holds all the weight: nothing to trade against
-                continue
-            for share in np.linspace(0.0, 1.0, grid):
-                trial = np.insert(others / others.sum() * (1 - share), i, share)
-                gap = evaluate(blend(stack, trial, space), labels, from_logits=True)["gap"]
-                if gap > best + 1e-9:
-                    best, weights, improved = gap, trial, True
-        if not improved:
-            break
-    return weights, best
-
-
-def build(spec_path, features="features", models_dir="models", out_dir=None):
-    """Blend the members of one ensemble spec; returns its metrics dict."""
-    from .features.cache import FeatureCache
+def build(spec_path, features="features", models_dir="models", out_dir=None, progress=False):
+    """Blend (or stack) the members of one ensemble spec; returns its metrics dict."""
+    from ..features.cache import FeatureCache
 
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
@@ -124,10 +97,10 @@ def build(spec_path, features="features", models_dir="models", out_dir=None):
     oof_ids = members[spec["members"][0]][0].ids
     test_ids = members[spec["members"][0]][1].ids
     position = {video: row for row, video in enumerate(cache.ids.tolist())}
-    missing = [v for v in oof_ids.tolist() if v not in position]
+    missing = [v for v in (*oof_ids.tolist(), *test_ids.tolist()) if v not in position]
     if missing:
         raise Yt8mError(f"{features}: no videos {missing[:5]} ({len(missing)} in all) of the "
-                        f"members' OOF predictions; the members were trained on other features")
+                        f"members' predictions; the members were trained on other features")
     rows = np.array([position[v] for v in oof_ids.tolist()])
     labels = cache.label_lists(rows)
     folds = cache.fold[rows]
@@ -136,22 +109,29 @@ def build(spec_path, features="features", models_dir="models", out_dir=None):
     member_scores = {m: evaluate(oof_stack[i], labels, from_logits=True)
                      for i, m in enumerate(spec["members"])}
     space = spec["space"] if spec["combiner"] == "mean" else "logits"
+    weights, fold_weights, stack_folds = None, {}, []
+    out.mkdir(parents=True, exist_ok=True)
     if spec["combiner"] == "mean":
         weights = np.full(len(oof_stack), 1.0 / len(oof_stack))
         oof = blend(oof_stack, weights, space)
-        fold_weights = {}
-    else:  # weighted: fold k's rows blended with weights fitted on the other folds
+    elif spec["combiner"] == "weighted":  # fold k's rows blended with weights fitted without it
         oof = np.empty(oof_stack.shape[1:], np.float32)
-        fold_weights = {}
         for k in np.unique(folds):
             fit, apply = folds != k, folds == k
             w, _ = fit_weights(oof_stack[:, fit], [labels[i] for i in np.flatnonzero(fit)])
             oof[apply] = blend(oof_stack[:, apply], w)
             fold_weights[int(k)] = [round(float(x), 4) for x in w]
         weights, _ = fit_weights(oof_stack, labels)
+    else:  # stack: one stacker per fold, trained on the other folds' OOF rows
+        member_folders = [Path(models_dir) / m for m in spec["members"]]
+        test_rows = np.array([position[v] for v in test_ids.tolist()], np.int64)
+        oof, test, stack_folds = stacking.fit_stackers(
+            out, spec, [members[m][0].logits for m in spec["members"]],
+            [members[m][1].logits for m in spec["members"]], cache, rows, test_rows,
+            progress, stacking.fingerprint(spec, member_folders))
     scores = evaluate(oof, labels, from_logits=True)
-    test = blend(test_stack, weights, space)
-    out.mkdir(parents=True, exist_ok=True)
+    if weights is not None:
+        test = blend(test_stack, weights, space)
     predictions.save(out, "oof", oof_ids, oof)
     predictions.save(out, "test", test_ids, test)
     best = max(member_scores, key=lambda m: member_scores[m]["gap"])
@@ -160,9 +140,10 @@ def build(spec_path, features="features", models_dir="models", out_dir=None):
     metrics = {"id": out.name, "model": f"ensemble:{spec['combiner']}",
                "preset": "-", "members": spec["members"], "combiner": spec["combiner"],
                "space": space, "oof": scores,
-               "weights": dict(zip(spec["members"], [round(float(w), 4) for w in weights],
-                                   strict=True)),
+               "weights": None if weights is None else dict(
+                   zip(spec["members"], [round(float(w), 4) for w in weights], strict=True)),
                "fold_weights": fold_weights, "member_oof": member_scores,
+               "stacker": spec.get("stacker"), "stacker_folds": stack_folds,
                "best_member": best,
                "gain_over_best_member": scores["gap"] - member_scores[best]["gap"],
                "correlation": np.round(correlation, 4).tolist(),
@@ -181,7 +162,8 @@ def report(metrics):
              "|---|---:|---:|---:|---:|---:|"]
     for m in members:
         s = metrics["member_oof"][m]
-        lines.append(f"| `{m}` | {metrics['weights'][m]:.3f} | {s['gap']:.4f} | "
+        weight = f"{metrics['weights'][m]:.3f}" if metrics["weights"] else "-"
+        lines.append(f"| `{m}` | {weight} | {s['gap']:.4f} | "
                      f"{s['hit_at_one']:.4f} | {s['perr']:.4f} | {s['map']:.4f} |")
     s = metrics["oof"]
     lines += [f"| **{metrics['combiner']}** | | **{s['gap']:.4f}** | {s['hit_at_one']:.4f} | "
@@ -191,6 +173,12 @@ def report(metrics):
     if metrics["fold_weights"]:
         lines += ["Weights fitted without each fold (the OOF rows of fold k use its weights):",
                   "", *(f"- fold {k}: {w}" for k, w in metrics["fold_weights"].items()), ""]
+    if metrics.get("stacker_folds"):
+        lines += [f"Stacker settings: {json.dumps(metrics['stacker'])}", "",
+                  "Each fold's stacker, trained on the other folds' OOF rows:", "",
+                  *(f"- fold {r['fold']}: OOF GAP@20 {r['oof']['gap']:.4f} on its "
+                    f"{r['oof']['videos']} videos ({r['train_videos']} training videos, "
+                    f"{r['seconds']} s)" for r in metrics["stacker_folds"]), ""]
     lines += ["Pairwise correlation of the members' OOF logits:", "",
               "| | " + " | ".join(f"`{m}`" for m in members) + " |",
               "|---|" + "---:|" * len(members)]
@@ -200,6 +188,9 @@ def report(metrics):
 
 
 def summary_line(metrics):
-    return (f"{metrics['id']}: {metrics['combiner']} of {len(metrics['members'])} models, OOF "
+    line = (f"{metrics['id']}: {metrics['combiner']} of {len(metrics['members'])} models, OOF "
             f"GAP@20 {metrics['oof']['gap']:.4f} ({metrics['gain_over_best_member']:+.4f} over "
-            f"{metrics['best_member']}); weights " + json.dumps(metrics["weights"]))
+            f"{metrics['best_member']})")
+    if metrics["weights"]:
+        line += "; weights " + json.dumps(metrics["weights"])
+    return line

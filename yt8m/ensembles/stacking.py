@@ -1,0 +1,252 @@
+"""The `stack` combiner: a Keras level-2 model over the members' logits, trained out of fold.
+
+The stacker is WILLOW's video-level recipe applied to the members' logits instead of the video
+features: context gating on the input (per member), a mixture of experts per class
+(`MemberMixture`, kernels shared by the classes) and context gating of the output probabilities
+(which learns label co-occurrence: a class is suppressed when the rest of the prediction makes it
+unlikely). Optionally the video-level mean rgb + audio features feed every gate.
+
+Honest OOF: the stacker of fold k trains on the OOF rows of the other folds (the same shard folds
+as the members) and predicts fold k's rows, so no row is scored by a stacker that saw it. The
+test predictions are the mean of the fold stackers' logits.
+"""
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .. import predictions
+from ..errors import Yt8mError
+from ..fileio import write_json
+from ..metrics import evaluate
+
+# The stacker's settings (the spec's `stacker:` mapping overrides any of them). On the sample
+# competition (9 demo members, 3 folds) these give 0.419 OOF GAP@20; without the input gating
+# 0.378, without the output gating 0.416; the video features (0.420) and a second expert (0.421)
+# add little for their cost, so they are off by default.
+STACKER_DEFAULTS = {
+    "num_mixtures": 1,       # experts per class
+    "input_gating": True,    # context gating of each member's logit
+    "output_gating": 16,     # bottleneck reduction r of the output gating; null: no output gating
+    "video_features": False,  # feed the mean rgb + audio features to the gates
+    "epochs": 15,
+    "batch_size": 64,
+    "learning_rate": 1.0e-2,  # Adam
+    "l2": 1.0e-3,
+}
+# The video features reach the gates through a BatchNorm and a tanh layer of this many units.
+CONTEXT_UNITS = 16
+# The output gates start at this value, so the untrained stacker is almost the members' mean.
+INITIAL_OUTPUT_GATE = 0.98
+FOLD_FILE = "fold.json"
+
+
+def check_options(options, path):
+    """The stacker settings with defaults filled in; errors name the file, the key and what is
+    allowed."""
+    options = options or {}
+    if not isinstance(options, dict):
+        raise Yt8mError(f"{path}: stacker must be a mapping of {list(STACKER_DEFAULTS)}")
+    unknown = set(options) - set(STACKER_DEFAULTS)
+    if unknown:
+        raise Yt8mError(f"{path}: unknown stacker keys {sorted(unknown)}; allowed: "
+                        f"{list(STACKER_DEFAULTS)}")
+    checked = dict(STACKER_DEFAULTS, **options)
+    for key in ("num_mixtures", "epochs", "batch_size"):
+        if isinstance(checked[key], bool) or not isinstance(checked[key], int) or checked[key] < 1:
+            raise Yt8mError(f"{path}: stacker.{key} must be a positive integer, "
+                            f"not {checked[key]!r}")
+    if checked["output_gating"] is not None and (
+            isinstance(checked["output_gating"], bool) or
+            not isinstance(checked["output_gating"], int) or checked["output_gating"] < 1):
+        raise Yt8mError(f"{path}: stacker.output_gating must be a positive integer (the "
+                        f"bottleneck reduction) or null, not {checked['output_gating']!r}")
+    for key in ("input_gating", "video_features"):
+        if not isinstance(checked[key], bool):
+            raise Yt8mError(f"{path}: stacker.{key} must be true or false, not {checked[key]!r}")
+    for key, low in (("learning_rate", 0.0), ("l2", -1.0)):
+        value = checked[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
+            raise Yt8mError(f"{path}: stacker.{key} must be a number "
+                            f"{'> 0' if low == 0 else '>= 0'}, not {value!r}")
+    return checked
+
+
+def build_stacker(num_members, num_classes, options, feature_dim=None):
+    """The stacker: inputs `{"logits": (members, classes)}` (and `"means"` with the video
+    features), output logits."""
+    from ..models.layers import ContextGating, MemberMixture
+    from ..models.zoo.common import logits_from_probabilities
+
+    logits = keras.Input((num_members, num_classes), name="logits")
+    inputs = {"logits": logits}
+    mixture = MemberMixture(options["num_mixtures"], options["l2"], options["input_gating"],
+                            log_output=True, name="member_mixture")
+    if options["video_features"]:
+        means = keras.Input((feature_dim,), name="means")
+        inputs["means"] = means
+        context = keras.layers.BatchNormalization(name="context_norm")(means)
+        context = keras.layers.Dense(CONTEXT_UNITS, activation="tanh", name="context")(context)
+        log_p = mixture(logits, context)
+    else:
+        log_p = mixture(logits)
+    if options["output_gating"]:
+        log_p = ContextGating(options["output_gating"], batch_norm=False,
+                              initial_gate=INITIAL_OUTPUT_GATE, log_space=True,
+                              kernel_regularizer=keras.regularizers.L2(options["l2"]),
+                              name="output_gating", dtype="float32")(log_p)
+    return keras.Model(inputs, logits_from_probabilities(log_p, "stacked_logits", from_log=True),
+                       name="stacker")
+
+
+class MemberBatches(keras.utils.PyDataset):
+    """Batches of the members' logits for rows `rows` of their (memory-mapped) predictions:
+    `({"logits": (batch, members, classes)[, "means"]}, labels)`. `labels` and `means` map an
+    array of those rows to the multi-hot labels and the video features. Shuffled batches drop the
+    short last batch (one compiled step shape), as the models' training does."""
+
+    def __init__(self, members, rows, batch_size, labels=None, means=None, shuffle=False,
+                 seed=0):
+        super().__init__()
+        self.members, self.rows, self.batch_size = members, np.asarray(rows), batch_size
+        self.labels, self.means, self.shuffle, self.seed = labels, means, shuffle, seed
+        self.drop = shuffle and len(self.rows) >= 2 * batch_size
+        self.epoch = 0
+        self._order = self._shuffled()
+
+    def _shuffled(self):
+        if not self.shuffle:
+            return self.rows
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.rows)
+
+    def __len__(self):
+        n = len(self.rows)
+        return n // self.batch_size if self.drop else -(-n // self.batch_size)
+
+    def inputs(self, rows):
+        inputs = {"logits": np.stack([np.asarray(m[rows], np.float32) for m in self.members], 1)}
+        if self.means is not None:
+            inputs["means"] = self.means(rows)
+        return inputs
+
+    def __getitem__(self, index):
+        rows = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])
+        inputs = self.inputs(rows)
+        if self.labels is None:
+            return (inputs,)
+        return inputs, self.labels(rows)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._shuffled()
+
+    def predict(self, model):
+        """float32 logits in `rows` order (short batches padded, see `predict_padded`)."""
+        from ..models.callbacks import predict_padded
+
+        out = []
+        for index in range(len(self)):
+            start = index * self.batch_size
+            inputs = self.inputs(self.rows[start:start + self.batch_size])
+            out.append(np.asarray(predict_padded(model, inputs, self.batch_size), np.float32))
+        if not out:
+            return np.zeros((0, self.members[0].shape[1]), np.float32)
+        return np.concatenate(out)
+
+
+def fingerprint(spec, member_folders):
+    """A hash of the spec and of what each member was trained from: a fold's stacker is
+    reused only while both are unchanged."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    for folder in member_folders:
+        metrics_path = Path(folder) / "metrics.json"
+        record = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        digest.update(f"{folder}:{record.get('config_hash')}:{record.get('data_hash')}:"
+                      f"{record.get('oof', {}).get('gap')}".encode())
+    return digest.hexdigest()[:16]
+
+
+def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_rows,
+                 progress=False, digest=""):
+    """Train one stacker per fold; returns (OOF logits, test logits, per-fold records).
+
+    `members_oof` / `members_test`: the members' logits (lists of (videos, classes) arrays, row
+    i of every member is the same video); `oof_rows` / `test_rows`: those videos' rows in the
+    feature `cache` (labels, folds, video features). A fold whose `fold_<k>/fold.json` carries
+    `digest` is read back instead of trained again.
+    """
+    options = spec["stacker"]
+    oof_rows, test_rows = np.asarray(oof_rows), np.asarray(test_rows)
+    folds = cache.fold[oof_rows]
+    oof = np.zeros((len(oof_rows), cache.num_classes), np.float32)
+    test_sum = np.zeros((len(test_rows), cache.num_classes), np.float64)
+    feature_dim = cache.feature_dim if options["video_features"] else None
+    means = (None, None)
+    if options["video_features"]:
+        means = (lambda i: cache.means(oof_rows[i]), lambda i: cache.means(test_rows[i]))
+
+    def labels(i):
+        return cache.multi_hot(oof_rows[i])
+
+    model, start_values, records = None, None, []
+    for k in np.unique(folds):
+        folder = Path(out) / f"fold_{k}"
+        held_out = np.flatnonzero(folds == k)
+        record_path = folder / FOLD_FILE
+        record = json.loads(record_path.read_text()) if record_path.is_file() else {}
+        if record.get("digest") == digest:  # this fold's stacker is done and current
+            oof[held_out] = predictions.load(folder, "oof").aligned_to(
+                cache.ids[oof_rows[held_out]])
+            test_sum += predictions.load(folder, "test").aligned_to(cache.ids[test_rows])
+            records.append(record)
+            continue
+        seed = spec["seed"] * 1000 + int(k)
+        keras.utils.set_random_seed(seed)
+        if model is None:  # one compiled model for every fold: traced once
+            model = build_stacker(len(members_oof), cache.num_classes, options, feature_dim)
+            model.compile(keras.optimizers.Adam(options["learning_rate"]), _loss())
+            model.optimizer.build(model.trainable_variables)
+            start_values = [keras.ops.convert_to_numpy(v)
+                            for v in (*model.variables, *model.optimizer.variables)]
+        else:
+            for variable, value in zip((*model.variables, *model.optimizer.variables),
+                                       start_values, strict=True):
+                variable.assign(value)
+        train_rows = np.flatnonzero(folds != k)
+        if not len(train_rows):
+            raise Yt8mError(f"fold {k} is the only fold: stacking needs at least two")
+        started = time.perf_counter()
+        batches = MemberBatches(members_oof, train_rows, options["batch_size"], labels,
+                                means[0], shuffle=True, seed=seed)
+        history = model.fit(batches, epochs=options["epochs"], verbose=1 if progress else 0)
+        loss = history.history["loss"][-1]
+        if not np.isfinite(loss):
+            raise Yt8mError(f"the stacker of fold {k} diverged (loss {loss}); lower "
+                            f"stacker.learning_rate (now {options['learning_rate']})")
+        fold_oof = MemberBatches(members_oof, held_out, options["batch_size"],
+                                 means=means[0]).predict(model)
+        fold_test = MemberBatches(members_test, np.arange(len(test_rows)),
+                                  options["batch_size"], means=means[1]).predict(model)
+        oof[held_out] = fold_oof
+        test_sum += fold_test
+        predictions.save(folder, "oof", cache.ids[oof_rows[held_out]], fold_oof,
+                         dtype=np.float32)
+        predictions.save(folder, "test", cache.ids[test_rows], fold_test, dtype=np.float32)
+        record = {"fold": int(k), "digest": digest, "train_videos": int(len(train_rows)),
+                  "final_loss": round(float(loss), 4),
+                  "seconds": round(time.perf_counter() - started, 1),
+                  "oof": evaluate(fold_oof, cache.label_lists(oof_rows[held_out]),
+                                  from_logits=True)}
+        write_json(record_path, record)
+        records.append(record)
+    return oof, (test_sum / len(records)).astype(np.float32), records
+
+
+def _loss():
+    from ..models.training import MultiLabelLoss
+
+    return MultiLabelLoss("sum_over_batch_size")
