@@ -64,7 +64,10 @@ def test_rebuild_is_a_no_op_and_changed_sources_are_reconverted(workspace):
     first = build_features(input_dir, features, workers=2, progress=False)
     assert first["converted_now"] == 6
     stamp = (features / "frame" / "train0001" / "meta.json").stat().st_mtime_ns
+    manifest_stamp = (features / "frame" / "manifest.json").stat().st_mtime_ns
     assert build_features(input_dir, features, progress=False)["converted_now"] == 0
+    # an unchanged cache keeps its manifest file, so Make sees nothing new downstream
+    assert (features / "frame" / "manifest.json").stat().st_mtime_ns == manifest_stamp
     shard = input_dir / "frame" / "train0002.tfrecord"
     write_shard(shard, [make_video(f"new{i}", seed=i) for i in range(4)])
     again = build_features(input_dir, features, progress=False)

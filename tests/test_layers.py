@@ -191,13 +191,14 @@ def test_member_mixture_round_trip_and_training_step(with_context, tmp_path):
 
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the JAX run itself")
 def test_layers_demo_models_and_oof_training_pass_on_jax():
-    """This file, every demo model's forward pass and .keras round trip, and out-of-fold
-    training with its resume, under JAX."""
+    """This file, every demo model's forward pass and .keras round trip, out-of-fold training
+    with its resume, and the StNet layers and demo model, under JAX."""
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "-o", "addopts=", str(Path(__file__)),
                           str(ROOT / "tests" / "test_models.py"),
-                          str(ROOT / "tests" / "test_oof.py"), "-k",
+                          str(ROOT / "tests" / "test_oof.py"),
+                          str(ROOT / "tests" / "test_stnet.py"), "-k",
                           "not paper_preset and not size_command and not divergence"],
                          cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)

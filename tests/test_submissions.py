@@ -240,6 +240,11 @@ def test_write_submission_end_to_end(competition, capsys):
     assert main(["submission", "write", "--source", "models/worse", "--id", "good",
                  "--force"]) == 0
     assert Path("submissions/good.csv").read_text() != before
+    # the source rebuilt (new test predictions): its own submission is replaced
+    worse = Path("submissions/good.csv").read_text()
+    predictions.save("models/worse", "test", cache.ids[cache.rows("test")], logits)
+    assert main(["submission", "write", "--source", "models/worse", "--id", "good"]) == 0
+    assert Path("submissions/good.csv").read_text() != worse
 
     assert main(["submission", "submit", "good", "--dry-run"]) == 0
     assert "would run: " in capsys.readouterr().out

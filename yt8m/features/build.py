@@ -183,5 +183,11 @@ def _write_manifest(cache_dir, shards, params, input_dir):
         "orphaned_shards": orphans,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json(cache_dir / MANIFEST, manifest)
+    path = cache_dir / MANIFEST
+    if path.is_file():  # unchanged: keep the file, so that Make sees nothing new downstream
+        old = json.loads(path.read_text())
+        if {k: v for k, v in old.items() if k != "created"} == \
+                {k: v for k, v in manifest.items() if k != "created"}:
+            return old
+    write_json(path, manifest)
     return manifest

@@ -96,8 +96,9 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
     """Write `<output>/<id>.csv[.gz]` and `<id>.json` from `source`'s test predictions.
 
     Returns (csv path, provenance dict, written: bool). A submission that exists and was made
-    from the same predictions is left as it is; one made from something else is only replaced
-    with `force`.
+    from the same predictions is left as it is; one made from an earlier version of the same
+    source (rebuilt since) is replaced; one made from another source, or by hand, is only
+    replaced with `force`.
     """
     source = choose_source(source)
     preds = predictions.load(source, "test")
@@ -109,8 +110,10 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
         old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         if old.get("predictions") == fingerprint and old.get("sha256") == sha256(path):
             return path, old, False
-        raise Yt8mError(f"{path} already exists and was not made from {preds.path}; pass --force "
-                        f"(FORCE=1) to replace it or choose another id")
+        same_source = old.get("source") == str(source) and old.get("sha256") == sha256(path)
+        if not same_source:
+            raise Yt8mError(f"{path} already exists and was not made from {preds.path}; pass "
+                            f"--force (FORCE=1) to replace it or choose another id")
     ids, num_classes = test_ids(features, level)
     logits = preds.logits if ids is None else preds.aligned_to(ids)
     ids = preds.ids if ids is None else ids

@@ -13,6 +13,9 @@ from .mixture_of_experts import MixtureOfExperts
 from .netvlad import NetVLAD
 from .nextvlad import NeXtVLAD
 from .shifting_attention import ShiftingAttention
+from .temporal_block import TemporalBlock
+from .temporal_xception import TemporalXception
 
 __all__ = ["AttentionPooling", "ContextGating", "Dequantize", "MemberMixture", "MixtureOfExperts",
-           "NetVLAD", "NeXtVLAD", "ShiftingAttention", "masked_mean", "masked_softmax"]
+           "NetVLAD", "NeXtVLAD", "ShiftingAttention", "TemporalBlock", "TemporalXception",
+           "masked_mean", "masked_softmax"]

@@ -1,0 +1,80 @@
+"""StNet: the paper preset's parameter count, the temporal layers, the demo model's round trip,
+and that the frame-averaging baseline really ignores the order of frames."""
+
+import keras
+import numpy as np
+import pytest
+
+from yt8m.models.layers import TemporalBlock, TemporalXception
+from yt8m.models.zoo.stnet import PRESETS, build_stnet
+
+# ResNet-50 without fc 23,508,032 + conv1 on 15 channels 37,632 + two temporal blocks 3,936,768
+# + temporal Xception 5,266,432 + classifier 410,000 (BatchNorm moving statistics excluded)
+PAPER_TRAINABLE = 23_508_032 + 37_632 + 3_936_768 + 5_266_432 + 410_000
+
+
+def trainable(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def test_paper_preset_has_the_reference_parameter_count():
+    model = build_stnet(**PRESETS["paper"])
+    assert trainable(model) == PAPER_TRAINABLE == 33_158_864
+    assert model.input_shape == (None, 7, 224, 224, 15)
+    assert model.output_shape == (None, 400)
+
+
+def test_temporal_block_mixes_only_neighbouring_segments():
+    block = TemporalBlock(segments=5)
+    x = np.zeros((2 * 5, 3, 3, 4), "float32")
+    base = np.asarray(block(x, training=False))
+    x[2, 1, 1, 0] = 10.0  # clip 0, segment 2, one position
+    changed = np.abs(np.asarray(block(x, training=False)) - base).reshape(2, 5, 3, 3, 4)
+    touched = changed.sum(axis=(2, 3, 4)) > 1e-6
+    np.testing.assert_array_equal(touched[0], [False, True, True, True, False])
+    assert not touched[1].any()  # the other clip is untouched
+    assert changed[0][:, [0, 2]].sum() < 1e-6  # other positions in the image are untouched
+
+
+def test_temporal_xception_shape_and_round_trip(tmp_path):
+    inputs = keras.Input((7, 32))
+    model = keras.Model(inputs, TemporalXception(16)(inputs))
+    x = np.random.default_rng(0).normal(size=(2, 7, 32)).astype("float32")
+    before = np.asarray(model.predict_on_batch(x))
+    assert before.shape == (2, 7, 16) and (before >= 0).all()
+    model.save(tmp_path / "x.keras")
+    np.testing.assert_allclose(
+        np.asarray(keras.models.load_model(tmp_path / "x.keras").predict_on_batch(x)), before,
+        atol=1e-6)
+
+
+def demo_clips(seed=0, batch=2):
+    p = PRESETS["demo"]
+    shape = (batch, p["segments"], p["image_size"], p["image_size"], 3 * p["segment_length"])
+    return np.random.default_rng(seed).normal(size=shape).astype("float32")
+
+
+def test_demo_model_round_trip_and_training_step(tmp_path):
+    model = build_stnet(num_classes=6, **PRESETS["demo"])
+    x = demo_clips()
+    before = np.asarray(model.predict_on_batch(x))
+    assert before.shape == (2, 6)
+    model.save(tmp_path / "stnet.keras")
+    loaded = keras.models.load_model(tmp_path / "stnet.keras")
+    np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(x)), before, atol=1e-5)
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    first = model.train_on_batch(x, np.array([1, 4]))
+    for _ in range(3):
+        last = model.train_on_batch(x, np.array([1, 4]))
+    assert last < first
+
+
+@pytest.mark.parametrize("temporal_modeling", [False, True])
+def test_only_temporal_modeling_sees_the_order_of_segments(temporal_modeling):
+    arch = dict(PRESETS["demo"], segment_length=1, temporal_modeling=temporal_modeling)
+    model = build_stnet(num_classes=6, **arch)
+    x = demo_clips()[..., :3]
+    forward = np.asarray(model.predict_on_batch(x))
+    backward = np.asarray(model.predict_on_batch(x[:, ::-1]))
+    assert np.allclose(forward, backward, atol=1e-5) != temporal_modeling
