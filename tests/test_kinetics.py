@@ -1,0 +1,94 @@
+"""The Kinetics side's data: video decoding, StNet's clip sampling, the sample video competition."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from yt8m.kinetics import sampling
+from yt8m.kinetics.sample import CLASSES, VideoSampleSpec, generate, render, video_file
+from yt8m.kinetics.video_io import VideoError, read_frames, write_video
+
+SMALL = VideoSampleSpec(train_per_class=2, validate_per_class=1, test_per_class=1)
+
+
+def test_segment_starts_follow_the_reference():
+    rng = np.random.default_rng(0)
+    # 70 frames, 7 segments of 5: spans of 10; centred offset (10 - 5) // 2 = 2
+    np.testing.assert_array_equal(sampling.segment_starts(70, 7, 5, False),
+                                  np.arange(7) * 10 + 2)
+    for _ in range(20):  # training: anywhere the segment fits in its span
+        offsets = sampling.segment_starts(70, 7, 5, True, rng) - np.arange(7) * 10
+        assert ((offsets >= 0) & (offsets <= 5)).all()
+    np.testing.assert_array_equal(sampling.segment_starts(21, 7, 5, True, rng), np.arange(7) * 3)
+    np.testing.assert_array_equal(sampling.segment_starts(4, 7, 5, False), np.arange(7))
+    indices = sampling.clip_indices(4, 7, 5, False)
+    assert indices.shape == (7, 5) and indices.max() == 3  # wraps around a short video
+    np.testing.assert_array_equal(indices[0], [0, 1, 2, 3, 0])
+
+
+def test_one_crop_and_flip_for_every_frame_and_frame_major_super_images():
+    frames = np.random.default_rng(0).integers(0, 256, (3, 2, 10, 12, 3)).astype(np.uint8)
+    centre = sampling.crop(frames, 6, train=False)
+    np.testing.assert_array_equal(centre, frames[..., 2:8, 3:9, :])
+    for seed in range(8):
+        out = sampling.crop(frames, 6, True, np.random.default_rng(seed))
+        # the same window (and flip) in every frame: find it from the first frame
+        def window(top, left, flip):
+            w = frames[..., top:top + 6, left:left + 6, :]
+            return w[..., ::-1, :] if flip else w
+
+        found = [(t, x, f) for t in range(5) for x in range(7) for f in (False, True)
+                 if np.array_equal(out[0, 0], window(t, x, f)[0, 0])]
+        np.testing.assert_array_equal(out, window(*found[0]))
+    x = sampling.super_images(centre)
+    assert x.shape == (3, 6, 6, 6) and x.dtype == np.float32
+    second = (centre[1, 1] / 255.0 - sampling.IMAGENET_MEAN) / sampling.IMAGENET_STD
+    np.testing.assert_allclose(x[1, ..., 3:6], second, atol=1e-5)  # segment 1, frame 1
+
+
+def test_video_round_trip_scaling_and_bad_files(tmp_path):
+    spec = VideoSampleSpec()
+    frames = render("moving right", spec, np.random.default_rng(0))
+    write_video(tmp_path / "v.mp4", frames, fps=spec.fps)
+    decoded = read_frames(tmp_path / "v.mp4")
+    assert decoded.shape == frames.shape
+    assert np.abs(decoded.astype(int) - frames).mean() < 6  # H.264 at crf 18: close
+    assert read_frames(tmp_path / "v.mp4", short_side=42).shape == (spec.frames, 42, 56, 3)
+    (tmp_path / "bad.mp4").write_bytes(b"not a video" * 50)
+    with pytest.raises(VideoError, match="bad.mp4: cannot decode"):
+        read_frames(tmp_path / "bad.mp4")
+
+
+def test_motion_is_the_only_difference_between_classes():
+    spec = VideoSampleSpec()
+    for label in CLASSES:
+        frames = render(label, spec, np.random.default_rng(1)).astype(int)
+        moved = np.abs(np.diff(frames, axis=0)).sum(axis=(1, 2, 3))
+        assert (moved > 0).all(), label  # the object moves in every frame
+    left = render("moving left", spec, np.random.default_rng(2))
+    right = render("moving right", spec, np.random.default_rng(2))
+    # same seed: the same object on the same background, only its path differs, so the frames
+    # hold the same pixel values (sorted), whatever the direction
+    assert not np.array_equal(left, right)
+    np.testing.assert_allclose(np.sort(left.reshape(len(left), -1), axis=1).mean(0),
+                               np.sort(right.reshape(len(right), -1), axis=1).mean(0), atol=3)
+
+
+def test_sample_competition_layout(tmp_path):
+    assert generate(tmp_path, SMALL, progress=False)
+    train = pd.read_csv(tmp_path / "train.csv")
+    assert list(train.columns) == ["label", "youtube_id", "time_start", "time_end", "split"]
+    assert len(train) == 2 * len(CLASSES) and set(train["label"]) == set(CLASSES)
+    test = pd.read_csv(tmp_path / "test.csv")
+    assert "label" not in test and len(test) == len(CLASSES)
+    solution = pd.read_csv(tmp_path / "solution.csv")
+    assert list(solution["youtube_id"]) == list(test["youtube_id"])
+    for row in train.itertuples():
+        path = tmp_path / video_file("train", row.youtube_id, row.time_start, row.time_end,
+                                     row.label)
+        assert read_frames(path).shape == (SMALL.frames, SMALL.height, SMALL.width, 3)
+    assert (tmp_path / video_file("test", *test.iloc[0][["youtube_id", "time_start",
+                                                          "time_end"]])).is_file()
+    stamp = (tmp_path / "train.csv").stat().st_mtime_ns
+    assert not generate(tmp_path, SMALL, progress=False)  # the same sample: nothing to do
+    assert (tmp_path / "train.csv").stat().st_mtime_ns == stamp
