@@ -48,7 +48,7 @@ def test_one_crop_and_flip_for_every_frame_and_frame_major_super_images():
 
 def test_video_round_trip_scaling_and_bad_files(tmp_path):
     spec = VideoSampleSpec()
-    frames = render("moving right", spec, np.random.default_rng(0))
+    frames = render("moving sideways", spec, np.random.default_rng(0))
     write_video(tmp_path / "v.mp4", frames, fps=spec.fps)
     decoded = read_frames(tmp_path / "v.mp4")
     assert decoded.shape == frames.shape
@@ -65,13 +65,16 @@ def test_motion_is_the_only_difference_between_classes():
         frames = render(label, spec, np.random.default_rng(1)).astype(int)
         moved = np.abs(np.diff(frames, axis=0)).sum(axis=(1, 2, 3))
         assert (moved > 0).all(), label  # the object moves in every frame
-    left = render("moving left", spec, np.random.default_rng(2))
-    right = render("moving right", spec, np.random.default_rng(2))
+    up = render("moving up", spec, np.random.default_rng(2))
+    down = render("moving down", spec, np.random.default_rng(2))
     # same seed: the same object on the same background, only its path differs, so the frames
     # hold the same pixel values (sorted), whatever the direction
-    assert not np.array_equal(left, right)
-    np.testing.assert_allclose(np.sort(left.reshape(len(left), -1), axis=1).mean(0),
-                               np.sort(right.reshape(len(right), -1), axis=1).mean(0), atol=3)
+    assert not np.array_equal(up, down)
+    np.testing.assert_allclose(np.sort(up.reshape(len(up), -1), axis=1).mean(0),
+                               np.sort(down.reshape(len(down), -1), axis=1).mean(0), atol=3)
+    growing = render("growing", spec, np.random.default_rng(3))
+    shrinking = render("shrinking", spec, np.random.default_rng(3))
+    np.testing.assert_array_equal(growing[::-1], shrinking)  # the same video played backwards
 
 
 def test_sample_competition_layout(tmp_path):

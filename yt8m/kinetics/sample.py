@@ -1,8 +1,8 @@
 """A small Kinetics-style competition of real H.264 videos whose classes differ only in motion.
 
 Every video shows one object (a bar with a dot at one end, random colour, size and orientation)
-on a random, static, textured background; the class is how it moves: left, right, up or down at
-a constant speed, or turning clockwise or anticlockwise in place. Any single frame is a bar at a
+on a random, static, textured background; the class is how it moves: up, down or sideways at a
+constant speed, growing, shrinking, or turning in place. Any single frame is a bar at a
 random place and angle, so a model that averages frames cannot do better than chance; telling
 the classes apart needs consecutive frames.
 
@@ -24,18 +24,19 @@ import pandas as pd
 from ..fileio import write_json, write_text
 from .video_io import write_video
 
-CLASSES = ("moving left", "moving right", "moving up", "moving down", "turning clockwise",
-           "turning anticlockwise")
+# Every class is its own mirror image, because StNet's training flips clips left-right: "moving
+# sideways" is left or right, "turning" either way.
+CLASSES = ("moving up", "moving down", "moving sideways", "growing", "shrinking", "turning")
 ID_CHARACTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 
 
 @dataclass(frozen=True)
 class VideoSampleSpec:
-    train_per_class: int = 30
+    train_per_class: int = 40
     validate_per_class: int = 10
     test_per_class: int = 10
-    frames: int = 20
-    fps: int = 10
+    frames: int = 16
+    fps: int = 8
     width: int = 112
     height: int = 84
     seed: int = 400
@@ -53,37 +54,40 @@ def video_file(split, youtube_id, start, end, label=None):
 def render(motion, spec, rng):
     """uint8 RGB frames `(frames, height, width, 3)` of one video of class `motion`."""
     h, w, n = spec.height, spec.width, spec.frames
-    texture = rng.normal(0, 18, (h // 4 + 1, w // 4 + 1, 3)).repeat(4, 0).repeat(4, 1)[:h, :w]
-    background = np.clip(rng.uniform(40, 200, 3) + texture, 0, 255)
-    color = rng.uniform(0, 255, 3)
-    color[rng.integers(3)] = 255 - 0.3 * background.mean()  # keep it visible on the background
-    half_length, half_width, dot = rng.uniform(7, 10), rng.uniform(1.5, 2.5), rng.uniform(2.5, 3.5)
+    texture = rng.normal(0, 10, (h // 4 + 1, w // 4 + 1, 3)).repeat(4, 0).repeat(4, 1)[:h, :w]
+    base = rng.uniform(40, 215, 3)
+    background = np.clip(base + texture, 0, 255)
+    color = np.clip(255 - base + rng.normal(0, 20, 3), 0, 255)  # contrasting with the background
+    half_width, dot = rng.uniform(2.5, 3.5), rng.uniform(3, 4)
+    lengths = np.full(n, rng.uniform(6, 13))
+    if motion in ("growing", "shrinking"):
+        lengths = np.linspace(6, 13, n)[:: 1 if motion == "growing" else -1]
     angle = rng.uniform(0, 2 * np.pi)
     t = np.arange(n)
-    margin = half_length + dot + 2
+    # the object stays inside the centre (4:3 frames lose their sides to a square crop)
+    reach = lengths.max() + dot + 1
+    lo_x, hi_x = (w - h) / 2 + reach, (w + h) / 2 - reach
+    lo_y, hi_y = reach, h - reach
+    angles = np.full(n, angle)
     if motion.startswith("moving"):
-        speed = rng.uniform(1.2, 2.0)
+        speed = rng.uniform(2.0, 2.5)
         path = speed * (n - 1)
-        dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}[
+        dx, dy = {"up": (0, -1), "down": (0, 1), "sideways": (rng.choice([-1, 1]), 0)}[
             motion.split()[1]]
-        lo_x, hi_x = margin + max(0, -dx) * path, w - margin - max(0, dx) * path
-        lo_y, hi_y = margin + max(0, -dy) * path, h - margin - max(0, dy) * path
-        cx = rng.uniform(lo_x, hi_x) + dx * speed * t
-        cy = rng.uniform(lo_y, hi_y) + dy * speed * t
-        angles = np.full(n, angle)
+        cx = rng.uniform(lo_x + max(0, -dx) * path, hi_x - max(0, dx) * path) + dx * speed * t
+        cy = rng.uniform(lo_y + max(0, -dy) * path, hi_y - max(0, dy) * path) + dy * speed * t
     else:
-        spin = rng.uniform(0.12, 0.25) * (1 if motion == "turning clockwise" else -1)
-        cx = np.full(n, rng.uniform(margin, w - margin))
-        cy = np.full(n, rng.uniform(margin, h - margin))
-        angles = angle + spin * t  # image y points down: a growing angle turns clockwise
+        cx, cy = np.full(n, rng.uniform(lo_x, hi_x)), np.full(n, rng.uniform(lo_y, hi_y))
+        if motion == "turning":
+            angles = angle + rng.uniform(0.25, 0.4) * rng.choice([-1, 1]) * t
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     frames = np.empty((n, h, w, 3), np.uint8)
     for i in range(n):
         c, s = np.cos(angles[i]), np.sin(angles[i])
         u = (x - cx[i]) * c + (y - cy[i]) * s
         v = -(x - cx[i]) * s + (y - cy[i]) * c
-        shape = ((np.abs(u) <= half_length) & (np.abs(v) <= half_width)) | \
-            ((u - half_length) ** 2 + v ** 2 <= dot ** 2)
+        shape = ((np.abs(u) <= lengths[i]) & (np.abs(v) <= half_width)) | \
+            ((u - lengths[i]) ** 2 + v ** 2 <= dot ** 2)
         frames[i] = np.where(shape[..., None], color, background).astype(np.uint8)
     return frames
 
