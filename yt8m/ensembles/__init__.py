@@ -23,7 +23,6 @@ from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..fileio import atomic_path, write_json
 from ..metrics import evaluate
-from . import stacking
 from .blending import blend, fit_weights
 
 COMBINERS = ("mean", "weighted", "stack")
@@ -59,6 +58,8 @@ def load_spec(path):
     checked = {"members": members, "combiner": spec["combiner"],
                "space": spec.get("space", "logits"), "seed": seed}
     if spec["combiner"] == "stack":
+        from . import stacking  # imports Keras: only for the stacker
+
         checked["stacker"] = stacking.check_options(spec.get("stacker"), path)
     return checked
 
@@ -123,6 +124,8 @@ def build(spec_path, features="features", models_dir="models", out_dir=None, pro
             fold_weights[int(k)] = [round(float(x), 4) for x in w]
         weights, _ = fit_weights(oof_stack, labels)
     else:  # stack: one stacker per fold, trained on the other folds' OOF rows
+        from . import stacking
+
         member_folders = [Path(models_dir) / m for m in spec["members"]]
         test_rows = np.array([position[v] for v in test_ids.tolist()], np.int64)
         oof, test, stack_folds = stacking.fit_stackers(

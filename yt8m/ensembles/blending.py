@@ -32,9 +32,18 @@ def fit_weights(stack, labels, space="logits", rounds=2, grid=6):
             others = np.delete(weights, i)
             if others.sum() == 0:  # member i holds all the weight: nothing to trade against
                 continue
+            others = others / others.sum()
+            # in logit space a trial is a mix of two fixed blends: compute the others' once
+            rest = (np.tensordot(np.insert(others, i, 0.0).astype(np.float32), stack, axes=1)
+                    if space == "logits" else None)
             for share in np.linspace(0.0, 1.0, grid):
-                trial = np.insert(others / others.sum() * (1 - share), i, share)
-                gap = evaluate(blend(stack, trial, space), labels, from_logits=True)["gap"]
+                trial = np.insert(others * (1 - share), i, share)
+                if rest is None:
+                    blended = blend(stack, trial, space)
+                else:
+                    blended = rest * np.float32(1 - share)
+                    blended += np.float32(share) * stack[i]
+                gap = evaluate(blended, labels, from_logits=True)["gap"]
                 if gap > best + 1e-9:
                     best, weights, improved = gap, trial, True
         if not improved:
