@@ -95,3 +95,39 @@ def test_sample_competition_layout(tmp_path):
     stamp = (tmp_path / "train.csv").stat().st_mtime_ns
     assert not generate(tmp_path, SMALL, progress=False)  # the same sample: nothing to do
     assert (tmp_path / "train.csv").stat().st_mtime_ns == stamp
+
+
+def test_dataset_from_the_csvs_and_from_class_folders(tmp_path):
+    from yt8m.kinetics.dataset import class_names, read_split
+
+    generate(tmp_path / "csv", SMALL, progress=False)
+    train = read_split(tmp_path / "csv", "train")
+    assert len(train.clips) == 2 * len(CLASSES) and not train.missing
+    assert class_names(train) == sorted(CLASSES)
+    assert all(c.path.is_file() and c.label in CLASSES for c in train.clips)
+    test = read_split(tmp_path / "csv", "test")
+    assert len(test.clips) == len(CLASSES) and all(c.label is None for c in test.clips)
+
+    folders = tmp_path / "folders" / "train"  # one folder per class, no CSV
+    for clip in train.clips:
+        (folders / clip.label).mkdir(parents=True, exist_ok=True)
+        (folders / clip.label / f"{clip.video_id}.mp4").write_bytes(clip.path.read_bytes())
+    by_folder = read_split(tmp_path / "folders", "train")
+    assert sorted((c.video_id, c.label) for c in by_folder.clips) == \
+        sorted((c.video_id, c.label) for c in train.clips)
+
+
+def test_missing_videos_are_an_error_or_skipped_and_counted(tmp_path):
+    from yt8m.errors import Yt8mError
+    from yt8m.kinetics.dataset import read_split
+
+    generate(tmp_path, SMALL, progress=False)
+    gone = read_split(tmp_path, "validate").clips[2].path
+    gone.unlink()
+    with pytest.raises(Yt8mError, match=r"validate.csv, line 4: no video .*_\d{6}_\d{6}\.mp4"):
+        read_split(tmp_path, "validate")
+    kept = read_split(tmp_path, "validate", skip_missing=True)
+    assert len(kept.clips) == len(CLASSES) - 1 and len(kept.missing) == 1
+    (tmp_path / "train.csv").write_text("label,video\nx,y\n")
+    with pytest.raises(Yt8mError, match="train.csv: no column youtube_id, time_start, time_end"):
+        read_split(tmp_path, "train")
