@@ -347,8 +347,9 @@ def build_parser():
                         "multiple of the device count")
 
     p = command("ensemble", _ensemble, "blend trained models into ensembles/<id>/",
-                "Blend the members' out-of-fold and test logits with the spec's combiner (mean, "
-                "or weights fitted to maximise OOF GAP@20, honestly cross-fitted over the folds) "
+                "Blend the members' out-of-fold and test logits with the spec's combiner (mean; "
+                "weights fitted to maximise OOF GAP@20; or a stacker model per fold; all "
+                "honestly cross-fitted over the folds) "
                 "and write the blended predictions, metrics.json and report.md.")
     p.add_argument("specs", nargs="+", help="ensembles/<id>.yaml files")
     p.add_argument("--features", default="features")

@@ -3,13 +3,14 @@
 A spec names its members (model ids under `models/`) and a combiner:
 
     members: [nextvlad, mix_nextvlad, attention_lstm]
-    combiner: weighted        # mean | weighted
+    combiner: weighted        # mean | weighted | stack
     space: logits             # mean only: average logits, or probabilities
+    stacker: {epochs: 15}     # stack only: see `stacking.STACKER_DEFAULTS`
 
-`weighted` fits non-negative weights (summing to 1) that maximise OOF GAP@20. Its reported OOF
-score is honest: the rows of fold k are blended with weights fitted on the other folds only; the
-test predictions use weights fitted on every OOF row. Outputs: `oof_*`/`test_*` predictions in
-the models' format, `metrics.json` and `report.md`.
+`weighted` fits non-negative weights (summing to 1) that maximise OOF GAP@20 (`blending`);
+`stack` trains a Keras level-2 model per fold (`stacking`). Reported OOF scores are honest: the
+rows of fold k are blended with weights fitted, or by a stacker trained, on the other folds only.
+Outputs: `oof_*`/`test_*` predictions in the models' format, `metrics.json` and `report.md`.
 """
 
 import json

@@ -23,6 +23,7 @@ from .. import predictions
 from ..errors import Yt8mError
 from ..fileio import write_json
 from ..metrics import evaluate
+from ..models.training import MultiLabelLoss
 
 # The stacker's settings (the spec's `stacker:` mapping overrides any of them). On the sample
 # competition (9 demo members, 3 folds) these give 0.419 OOF GAP@20; without the input gating
@@ -189,6 +190,10 @@ def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_row
     if options["video_features"]:
         means = (lambda i: cache.means(oof_rows[i]), lambda i: cache.means(test_rows[i]))
 
+    if len(np.unique(folds)) < 2:
+        raise Yt8mError(f"the members' OOF rows span {len(np.unique(folds))} fold: stacking "
+                        f"needs at least two")
+
     def labels(i):
         return cache.multi_hot(oof_rows[i])
 
@@ -208,7 +213,8 @@ def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_row
         keras.utils.set_random_seed(seed)
         if model is None:  # one compiled model for every fold: traced once
             model = build_stacker(len(members_oof), cache.num_classes, options, feature_dim)
-            model.compile(keras.optimizers.Adam(options["learning_rate"]), _loss())
+            model.compile(keras.optimizers.Adam(options["learning_rate"]),
+                          MultiLabelLoss("sum_over_batch_size"))
             model.optimizer.build(model.trainable_variables)
             start_values = [keras.ops.convert_to_numpy(v)
                             for v in (*model.variables, *model.optimizer.variables)]
@@ -217,8 +223,6 @@ def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_row
                                        start_values, strict=True):
                 variable.assign(value)
         train_rows = np.flatnonzero(folds != k)
-        if not len(train_rows):
-            raise Yt8mError(f"fold {k} is the only fold: stacking needs at least two")
         started = time.perf_counter()
         batches = MemberBatches(members_oof, train_rows, options["batch_size"], labels,
                                 means[0], shuffle=True, seed=seed)
@@ -245,8 +249,3 @@ def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_row
         records.append(record)
     return oof, (test_sum / len(records)).astype(np.float32), records
 
-
-def _loss():
-    from ..models.training import MultiLabelLoss
-
-    return MultiLabelLoss("sum_over_batch_size")
