@@ -22,7 +22,10 @@ FOLD ?=
 DISTRIBUTE ?=
 TRAIN_FLAGS = --quiet $(if $(DISTRIBUTE),--distribute)
 PORT ?= 6006
-SPECS := $(wildcard models/*.yaml)
+# raw-video specs (model: stnet) train on input/kinetics/, not on the features/ folds
+VIDEO_SPECS := $(shell grep -l '^model: *stnet' models/*.yaml 2>/dev/null)
+SPECS := $(filter-out $(VIDEO_SPECS),$(wildcard models/*.yaml))
+VIDEO_INPUT ?= input/kinetics
 ENSEMBLES := $(wildcard ensembles/*.yaml)
 # make submission: SRC=models/<id> or ensembles/<id> (default: best OOF GAP), ID=, GZIP=1, FORCE=1
 # make submit: SUB=<id> MSG="..." DRY_RUN=1
@@ -32,14 +35,16 @@ SUB ?=
 MSG ?=
 
 .PHONY: help all setup sample features train train-all ensemble tensorboard lab submission submit test \
+        sample-video train-video \
         test-slow lint format bench download download-kaggle clean-features clean
 
 help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-all: setup sample features train-all ensemble ## Set up, then run the whole job on the built-in sample competition
+all: setup sample features train-all ensemble sample-video train-video ## Set up, then run the whole job on the built-in sample competitions
 	@$(MAKE) --no-print-directory submission
+	@$(foreach spec,$(VIDEO_SPECS),$(MAKE) --no-print-directory submission SRC=$(spec:.yaml=);)
 
 # The sample competition is folded in 3 (not 5) so that every demo model trains in the budget.
 all: FOLDS := $(or $(FOLDS),$(if $(wildcard features/folds.csv),,3))
@@ -71,6 +76,16 @@ train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every models/*.yaml over 
 models/%/metrics.json: models/%.yaml features/frame/manifest.json
 	@if [ $@ -nt $< ] && [ $@ -nt features/frame/manifest.json ]; then :; else \
 	  set -x; $(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS); fi
+
+sample-video: setup ## Generate the sample raw-video competition into input/kinetics/ (a no-op when there)
+	$(YT8M) sample-video --output $(VIDEO_INPUT)
+
+train-video: setup $(VIDEO_SPECS:.yaml=/metrics.json) ## Train every raw-video spec (model: stnet) on input/kinetics/
+
+ifneq ($(VIDEO_SPECS),)
+$(VIDEO_SPECS:.yaml=/metrics.json): models/%/metrics.json: models/%.yaml $(wildcard $(VIDEO_INPUT)/*.csv)
+	$(YT8M) train $< $(TRAIN_FLAGS)
+endif
 
 ensemble: setup $(ENSEMBLES:.yaml=/metrics.json) ## Blend trained models: every ensembles/*.yaml into ensembles/<id>/
 	@$(YT8M) leaderboard

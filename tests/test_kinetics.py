@@ -20,6 +20,10 @@ def test_segment_starts_follow_the_reference():
         offsets = sampling.segment_starts(70, 7, 5, True, rng) - np.arange(7) * 10
         assert ((offsets >= 0) & (offsets <= 5)).all()
     np.testing.assert_array_equal(sampling.segment_starts(21, 7, 5, True, rng), np.arange(7) * 3)
+    # three test clips: the first, middle and last offsets of every span
+    for clip, offset in enumerate((0, 2, 5)):
+        np.testing.assert_array_equal(sampling.segment_starts(70, 7, 5, False, clip=clip,
+                                                              clips=3), np.arange(7) * 10 + offset)
     np.testing.assert_array_equal(sampling.segment_starts(4, 7, 5, False), np.arange(7))
     indices = sampling.clip_indices(4, 7, 5, False)
     assert indices.shape == (7, 5) and indices.max() == 3  # wraps around a short video
@@ -48,33 +52,30 @@ def test_one_crop_and_flip_for_every_frame_and_frame_major_super_images():
 
 def test_video_round_trip_scaling_and_bad_files(tmp_path):
     spec = VideoSampleSpec()
-    frames = render("moving sideways", spec, np.random.default_rng(0))
+    frames = render("moving up", spec, np.random.default_rng(0))
     write_video(tmp_path / "v.mp4", frames, fps=spec.fps)
     decoded = read_frames(tmp_path / "v.mp4")
     assert decoded.shape == frames.shape
     assert np.abs(decoded.astype(int) - frames).mean() < 6  # H.264 at crf 18: close
-    assert read_frames(tmp_path / "v.mp4", short_side=42).shape == (spec.frames, 42, 56, 3)
+    assert read_frames(tmp_path / "v.mp4", short_side=48).shape == (spec.frames, 48, 64, 3)
     (tmp_path / "bad.mp4").write_bytes(b"not a video" * 50)
     with pytest.raises(VideoError, match="bad.mp4: cannot decode"):
         read_frames(tmp_path / "bad.mp4")
 
 
-def test_motion_is_the_only_difference_between_classes():
+def test_the_classes_of_a_pair_are_the_same_video_reversed():
+    from yt8m.kinetics.sample import PAIRS
+
     spec = VideoSampleSpec()
-    for label in CLASSES:
-        frames = render(label, spec, np.random.default_rng(1)).astype(int)
-        moved = np.abs(np.diff(frames, axis=0)).sum(axis=(1, 2, 3))
-        assert (moved > 0).all(), label  # the object moves in every frame
+    for forwards, backwards in PAIRS:
+        a = render(forwards, spec, np.random.default_rng(1))
+        b = render(backwards, spec, np.random.default_rng(1))
+        np.testing.assert_array_equal(a[::-1], b)  # the same frames: order is the only cue
+        change = np.abs(np.diff(a.astype(int), axis=0)).sum(axis=(1, 2, 3))
+        assert (change > 0).all(), forwards  # something changes between every two frames
     up = render("moving up", spec, np.random.default_rng(2))
-    down = render("moving down", spec, np.random.default_rng(2))
-    # same seed: the same object on the same background, only its path differs, so the frames
-    # hold the same pixel values (sorted), whatever the direction
-    assert not np.array_equal(up, down)
-    np.testing.assert_allclose(np.sort(up.reshape(len(up), -1), axis=1).mean(0),
-                               np.sort(down.reshape(len(down), -1), axis=1).mean(0), atol=3)
-    growing = render("growing", spec, np.random.default_rng(3))
-    shrinking = render("shrinking", spec, np.random.default_rng(3))
-    np.testing.assert_array_equal(growing[::-1], shrinking)  # the same video played backwards
+    rows = np.abs(np.diff(up.astype(int), axis=0)).sum(axis=(0, 2, 3)).nonzero()[0]
+    assert rows.max() - rows.min() > spec.height * 0.3  # it travels a good part of the frame
 
 
 def test_sample_competition_layout(tmp_path):

@@ -116,11 +116,17 @@ def test_reverse_whitening_scales_rgb_by_the_eigenvalues(tmp_path):
 def test_shipped_specs_are_valid_demo_specs():
     from pathlib import Path
 
-    specs = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
+    from yt8m.kinetics.spec import is_video_spec, load_video_spec
+
+    every = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
+    videos = [p for p in every if is_video_spec(p)]
+    specs = [p for p in every if p not in videos]
     assert {p.stem for p in specs} == set(PAPER_PARAMETERS)
     for path in specs:
         spec = load_spec(path)
         assert spec.model == path.stem and spec.preset == "demo"
+    assert [p.stem for p in videos] == ["stnet"]
+    assert load_video_spec(videos[0]).preset == "demo"
 
 
 def test_losses_sum_over_classes_and_distill_towards_the_mixture():

@@ -78,3 +78,69 @@ def test_only_temporal_modeling_sees_the_order_of_segments(temporal_modeling):
     forward = np.asarray(model.predict_on_batch(x))
     backward = np.asarray(model.predict_on_batch(x[:, ::-1]))
     assert np.allclose(forward, backward, atol=1e-5) != temporal_modeling
+
+
+def torchvision_state(model, rng):
+    """A torchvision-layout ResNet state dict (random values) with the shapes of `model`'s
+    ResNet, conv1 on 3 RGB channels as ImageNet weights have it, plus an fc to be ignored."""
+    from yt8m.kinetics.pretrained import _torch_names
+
+    state = {"fc.weight": rng.normal(size=(1000, 64)), "fc.bias": np.zeros(1000)}
+    for layer in model.layers:
+        prefix = _torch_names(layer.name)
+        if prefix is None:
+            continue
+        if layer.name.endswith("_conv"):
+            kh, kw, cin, cout = layer.kernel.shape
+            cin = 3 if layer.name == "stem_conv" else cin
+            state[f"{prefix}.weight"] = rng.normal(size=(cout, cin, kh, kw))
+        else:
+            for part in ("weight", "bias", "running_mean"):
+                state[f"{prefix}.{part}"] = rng.normal(size=layer.gamma.shape)
+            state[f"{prefix}.running_var"] = rng.uniform(0.5, 2, size=layer.gamma.shape)
+            state[f"{prefix}.num_batches_tracked"] = np.array(7)
+    return {k: np.asarray(v, np.float32) for k, v in state.items()}
+
+
+def test_imagenet_weights_load_and_conv1_is_inflated(tmp_path):
+    from yt8m.errors import Yt8mError
+    from yt8m.kinetics.pretrained import load_imagenet
+
+    n = PRESETS["demo"]["segment_length"]
+    model = build_stnet(num_classes=6, **PRESETS["demo"])
+    state = torchvision_state(model, np.random.default_rng(0))
+    np.savez(tmp_path / "resnet.npz", **state)
+    xception_before = [keras.ops.convert_to_numpy(w) for w in model.get_layer("xception").weights]
+    loaded = load_imagenet(model, tmp_path / "resnet.npz", n)
+    # one `.weight` per conv and per BatchNorm layer: every one is loaded
+    assert loaded == sum(1 for k in state if k.endswith(".weight") and not k.startswith("fc"))
+    block = model.get_layer("res3_0_b_conv").kernel  # (3, 3, in, out) from (out, in, 3, 3)
+    np.testing.assert_array_equal(np.asarray(block),
+                                  state["layer2.0.conv2.weight"].transpose(2, 3, 1, 0))
+    bn = model.get_layer("res2_0_a_bn")
+    np.testing.assert_array_equal(np.asarray(bn.moving_variance), state["layer1.0.bn1.running_var"])
+    for before, after in zip(xception_before, model.get_layer("xception").weights):
+        np.testing.assert_array_equal(before, keras.ops.convert_to_numpy(after))  # untouched
+
+    # a static clip (N identical frames) through the inflated conv1 = ImageNet's conv1 on the
+    # frame in grey (its RGB mean in every channel): the pretrained scale is kept
+    rgb = state["conv1.weight"].transpose(2, 3, 1, 0)
+    frame = np.random.default_rng(1).normal(size=(1, 16, 16, 3)).astype("float32")
+    static = np.tile(frame, (1, 1, 1, n))
+    conv = model.get_layer("stem_conv")
+    inflated = np.asarray(keras.ops.conv(static, conv.kernel, strides=2, padding="same"))
+    averaged = np.asarray(keras.ops.conv(frame.mean(-1, keepdims=True).repeat(3, -1),
+                                         rgb, strides=2, padding="same"))
+    np.testing.assert_allclose(inflated, averaged, rtol=1e-4, atol=1e-4)
+    assert np.asarray(conv.kernel).shape[2] == 3 * n
+
+    good = state["layer1.0.conv1.weight"]
+    state["layer1.0.conv1.weight"] = good[:, :2]
+    np.savez(tmp_path / "wrong.npz", **state)
+    with pytest.raises(Yt8mError, match=r"layer1.0.conv1 has shapes .* res2_0_a_conv needs"):
+        load_imagenet(model, tmp_path / "wrong.npz", n)
+    state["layer1.0.conv1.weight"] = good
+    del state["layer1.0.bn1.running_mean"]
+    np.savez(tmp_path / "partial.npz", **state)
+    with pytest.raises(Yt8mError, match="no layer1.0.bn1.running_mean for layer res2_0_a_bn"):
+        load_imagenet(model, tmp_path / "partial.npz", n)

@@ -17,6 +17,11 @@ two scores tie (where both implementations are defined to agree exactly):
 - the streaming `Evaluator` alone on a million videos (float32 batches of 10,000, fed in turn),
   with the memory its kept top-20 triplets take.
 
+Raw video: Kinetics-sized H.264 videos (340 x 256, 25 fps) written with the sample's renderer;
+StNet training batches (the paper's sampling: 7 segments x 5 frames, short side 256, 224 crops),
+built by `TrainingClips.__getitem__` one after another, then by a pool of 2 threads calling it
+for different batches as Keras' `PyDataset` workers do.
+
 Models: every zoo model at the demo preset with 3862 classes on the backend Keras runs on,
 compiled with its training defaults; synthetic uint8 batches of the demo size (32 videos x 32
 frames); median time of a `train_on_batch` and of a `predict_on_batch` step after two warm-up
@@ -202,6 +207,45 @@ def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_pre
     ]
 
 
+def _video_section(quick, repeats):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from yt8m.kinetics.dataset import Clip
+    from yt8m.kinetics.loader import ClipSampling, TrainingClips
+    from yt8m.kinetics.sample import CLASSES, VideoSampleSpec, render
+    from yt8m.kinetics.video_io import write_video
+
+    count, frames, batch = (4, 30, 2) if quick else (16, 100, 4)
+    spec = VideoSampleSpec(frames=frames, fps=25, width=340, height=256)
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="yt8m-bench-video-") as tmp:
+        clips = []
+        for i in range(count):
+            path = Path(tmp) / f"{i}.mp4"
+            write_video(path, render(CLASSES[i % len(CLASSES)], spec, rng), fps=spec.fps)
+            clips.append(Clip(path, str(i), CLASSES[i % len(CLASSES)]))
+        batches = TrainingClips(clips, np.zeros(count), ClipSampling(7, 5, 256, 224), batch)
+
+        def serial():
+            for i in range(len(batches)):
+                batches[i]
+
+        def threads():
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(batches.__getitem__, range(len(batches))))
+
+        base = _median_time(serial, repeats)
+        for label, seconds in (("one after another", base),
+                               ("2 threads", _median_time(threads, repeats))):
+            rows.append(f"| {label} | {len(batches) * batch / seconds:,.1f} | "
+                        f"{base / seconds:.2f}x |")
+    return ["## StNet training clips from H.264 video", "",
+            f"{count} videos of {frames} frames at 340 x 256; batches of {batch} clips of 7 x 5 "
+            f"frames, short side 256, 224 crops. Median of {repeats} run(s).", "",
+            "| decoding | clips/s | vs one after another |", "|---|---:|---:|", *rows, ""]
+
+
 def _model_section(quick):
     from yt8m.models.registry import models
 
@@ -267,6 +311,7 @@ def run_benchmarks(output="features/bench.md", quick=False, progress=True):
         *[f"| {' | '.join(r)} |" for r in rows],
         "",
         *_scoring_section(quick, repeats),
+        *_video_section(quick, repeats),
         *_model_section(quick),
     ]
     text = "\n".join(lines)

@@ -1,6 +1,7 @@
 """The `yt8m` command: one sub-command per stage of the workspace. The Makefile calls it."""
 
 import argparse
+import json
 import sys
 import textwrap
 from pathlib import Path
@@ -24,6 +25,21 @@ def _sample(args):
     else:
         print(f"{args.output}/ already holds this sample competition ({shards} shards, seed "
               f"{spec.seed}); nothing to do (--force regenerates it)")
+
+
+def _sample_video(args):
+    from yt8m.kinetics.sample import CLASSES, VideoSampleSpec, generate
+
+    spec = VideoSampleSpec(train_per_class=args.train_per_class,
+                           validate_per_class=args.validate_per_class,
+                           test_per_class=args.test_per_class, seed=args.seed)
+    if generate(args.output, spec, progress=not args.quiet):
+        videos = len(CLASSES) * (spec.train_per_class + spec.validate_per_class +
+                                 spec.test_per_class)
+        print(f"wrote the sample video competition to {args.output}/: {videos} H.264 videos, "
+              f"{len(CLASSES)} classes (seed {spec.seed})")
+    else:
+        print(f"{args.output}/ already holds this sample video competition; nothing to do")
 
 
 def _features(args):
@@ -111,10 +127,30 @@ def _bench(args):
     run_benchmarks(args.output, quick=args.quick)
 
 
+def _results_write(args):
+    from yt8m.submissions import kinetics
+
+    path, info, written = kinetics.write_results(args.source, args.output, args.id,
+                                                 force=args.force)
+    state = "wrote" if written else "up to date:"
+    v = info.get("validate") or {}
+    estimate = f"; validate top-1 {v['video_top1']:.4f}" if v else ""
+    print(f"{state} {path} ({info['rows']} videos, from {info['source']}{estimate})")
+    metrics = json.loads((Path(args.source) / "metrics.json").read_text())
+    solution = Path(metrics.get("dataset", "")) / "solution.csv"
+    if metrics.get("dataset") and solution.is_file():
+        result = kinetics.score(kinetics.read_results(path), solution)
+        print(f"scored against {solution}: top-1 {result['top1']:.4f}, top-5 "
+              f"{result['top5']:.4f} ({result['videos']} videos)")
+
+
 def _submission_write(args):
     from yt8m.submissions.build import write_submission
     from yt8m.submissions.kaggle import competition_slug
+    from yt8m.submissions.kinetics import is_video_source
 
+    if args.source and is_video_source(args.source):
+        return _results_write(args)
     path, info, written = write_submission(
         args.source, args.output, args.id, args.features, args.level, args.input, gz=args.gzip,
         force=args.force, competition=competition_slug(args.competition))
@@ -140,7 +176,16 @@ def _print_score(path, solution, args, num_classes=None):
 
 def _submission_check(args):
     from yt8m.submissions.build import check_file
+    from yt8m.submissions.kinetics import check_results, read_results
 
+    if args.file.endswith(".json"):
+        data = read_results(args.file)
+        problems = check_results(data, max_problems=args.max_problems)
+        if problems:
+            print("\n".join(problems), file=sys.stderr)
+            raise Yt8mError(f"{args.file}: not a valid Kinetics results file")
+        print(f"{args.file}: a valid Kinetics results file, {len(data['results'])} videos")
+        return
     report = check_file(args.file, args.features, args.level, args.input)
     if not report.ok:
         print(report.format(args.max_problems), file=sys.stderr)
@@ -174,11 +219,30 @@ def _submission_submit(args):
         raise Yt8mError(f"the kaggle CLI failed (exit {status}); see its message above")
 
 
+def _train_video(spec, args):
+    from yt8m.kinetics.training import train
+
+    metrics, trained = train(spec, args.models, progress=not args.quiet,
+                             skip_bad=args.skip_bad_videos)
+    state = "trained" if trained else "up to date"
+    line = f"{Path(spec).stem}: {state}"
+    v = metrics.get("validate")
+    if v:
+        line += (f"; validate top-1 {v['video_top1']:.4f}, top-5 {v['video_top5']:.4f} per video "
+                 f"(per clip {v['clip_top1']:.4f}, {v['clip_top5']:.4f}) over {v['videos']} "
+                 f"videos")
+    print(line + f" in {metrics['seconds']} s")
+
+
 def _train(args):
+    from yt8m.kinetics.spec import is_video_spec
     from yt8m.models.oof import train
 
     folds = None if args.fold is None else [args.fold]
     for spec in args.specs:
+        if is_video_spec(spec):
+            _train_video(spec, args)
+            continue
         metrics, trained = train(spec, folds, args.features, args.models,
                                  progress=not args.quiet, distribute=args.distribute)
         name = Path(spec).stem
@@ -198,6 +262,17 @@ def _ensemble(args):
         print(summary_line(build(spec, args.features, args.models, args.out)))
 
 
+def _video_rows(roots):
+    """(folder, metrics, validate accuracy) of the raw-video models, best video top-1 first."""
+    rows = []
+    for root in roots:
+        for path in sorted(Path(root).glob("*/metrics.json")):
+            info = json.loads(path.read_text())
+            if isinstance(info.get("validate"), dict) and "video_top1" in info["validate"]:
+                rows.append((path.parent, info, info["validate"]))
+    return sorted(rows, key=lambda row: -row[2]["video_top1"])
+
+
 def _leaderboard(args):
     from yt8m.predictions import find_sources
 
@@ -205,8 +280,18 @@ def _leaderboard(args):
     for folder, info in find_sources(args.roots):
         oof = info.get("oof") or {}
         rows.append((folder, info, oof))
-    if not rows:
+    videos = _video_rows(args.roots)
+    if not rows and not videos:
         raise Yt8mError(f"nothing trained yet under {', '.join(args.roots)}; run make train-all")
+    if videos:
+        print(f"{'raw-video source':<28}{'model':<20}{'preset':<8}{'top-1':>8}{'top-5':>8}"
+              f"{'clip-1':>8}{'clip-5':>8}{'videos':>8}{'seconds':>9}")
+        for folder, info, v in videos:
+            print(f"{str(folder):<28}{info['model']:<20}{info['preset']:<8}{v['video_top1']:>8.4f}"
+                  f"{v['video_top5']:>8.4f}{v['clip_top1']:>8.4f}{v['clip_top5']:>8.4f}"
+                  f"{v['videos']:>8}{info.get('seconds', '-'):>9}")
+    if not rows:
+        return
     print(f"{'source':<28}{'model':<20}{'preset':<8}{'GAP@20':>8}{'Hit@1':>8}{'PERR':>8}"
           f"{'mAP':>8}{'videos':>8}{'seconds':>9}")
     for folder, info, oof in rows:
@@ -219,13 +304,20 @@ def _leaderboard(args):
 def _size(args):
     import numpy as np
 
+    from yt8m.kinetics.spec import is_video_spec, load_video_spec, parse_video_spec
     from yt8m.models.registry import load_spec, parse_spec
 
-    spec = load_spec(args.spec) if Path(args.spec).exists() or args.spec.endswith(".yaml") \
-        else parse_spec({"model": args.spec, "preset": args.preset}, args.spec)
-    from yt8m.models import build
+    named = {"model": args.spec, "preset": args.preset}
+    if is_video_spec(args.spec) or args.spec == "stnet":
+        spec = load_video_spec(args.spec) if args.spec.endswith(".yaml") \
+            else parse_video_spec(named, args.spec)
+        model = spec.build(args.num_classes or 400)
+    else:
+        from yt8m.models import build
 
-    model = build(spec, args.num_classes)
+        spec = load_spec(args.spec) if Path(args.spec).exists() or args.spec.endswith(".yaml") \
+            else parse_spec(named, args.spec)
+        model = build(spec, args.num_classes)
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     total = sum(int(np.prod(w.shape)) for w in model.weights)
     limit = 1024**3
@@ -271,6 +363,18 @@ def build_parser():
     p.add_argument("--min-frames", type=int, default=60)
     p.add_argument("--max-frames", type=int, default=300)
     p.add_argument("--force", action="store_true", help="regenerate even if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = command("sample-video", _sample_video,
+                "generate the sample raw-video competition into input/kinetics/",
+                "Write a small Kinetics-style competition of H.264 videos (official CSV layout, "
+                "test answer key in solution.csv) whose six classes differ only in the order of "
+                "their frames. Deterministic from --seed; a no-op when it is already there.")
+    p.add_argument("--output", default="input/kinetics", help="folder to write into")
+    p.add_argument("--seed", type=int, default=400)
+    p.add_argument("--train-per-class", type=int, default=40)
+    p.add_argument("--validate-per-class", type=int, default=10)
+    p.add_argument("--test-per-class", type=int, default=10)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = command("features", _features, "decode input/ shards into the features/ cache",
@@ -335,12 +439,17 @@ def build_parser():
                 "folds' labeled videos, keep the epoch with the best GAP@20 on the held-out "
                 "fold, predict it and the test split, and when all folds are done write "
                 "models/<id>/ out-of-fold and test predictions and metrics.json. Interrupted "
-                "folds resume from their last finished epoch; a changed spec retrains.")
+                "folds resume from their last finished epoch; a changed spec retrains. A "
+                "raw-video spec (model: stnet) trains on its dataset's train split and writes "
+                "validate top-1/top-5 and test scores instead.")
     p.add_argument("specs", nargs="+", help="models/<id>.yaml files")
     p.add_argument("--fold", type=int, help="train only this fold")
     p.add_argument("--features", default="features")
     p.add_argument("--models", help="output folder (default: the spec's folder)")
     p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+    p.add_argument("--skip-bad-videos", action="store_true",
+                   help="raw-video specs: leave out (and list) videos that are missing, cannot be "
+                        "decoded or are shorter than a segment, instead of stopping")
     p.add_argument("--distribute", action="store_true",
                    help="data parallel over every local GPU: Keras DataParallel (JAX) or "
                         "tf.distribute.MirroredStrategy (TensorFlow); the batch size must be a "
@@ -388,7 +497,9 @@ def build_parser():
                "ensemble's test logits (default: the best by OOF GAP under ensembles/ and "
                "models/), check the file, and record its provenance in <id>.json. On the sample "
                "competition it is also scored against input/solution.csv.")
-    a.add_argument("--source", help="a models/<id> or ensembles/<id> folder")
+    a.add_argument("--source", help="a models/<id> or ensembles/<id> folder; a raw-video "
+                                    "model's folder gives submissions/<id>.results.json (the "
+                                    "ActivityNet Kinetics results format) instead")
     a.add_argument("--id", help="submission id (default: the source's id)")
     a.add_argument("--gzip", action="store_true", help="write <id>.csv.gz")
     a.add_argument("--force", action="store_true", help="replace an existing submission")

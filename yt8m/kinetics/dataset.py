@@ -20,7 +20,7 @@ CSV_COLUMNS = ("youtube_id", "time_start", "time_end")
 @dataclass(frozen=True)
 class Clip:
     path: Path
-    video_id: str
+    video_id: str  # the CSV's youtube_id, or the file's name without extension
     label: str | None
 
 
@@ -70,7 +70,7 @@ def read_split(root, split, skip_missing=False):
                                 f"skip missing videos")
             missing.append((where, stem))
             continue
-        clips.append(Clip(path, stem, label))
+        clips.append(Clip(path, str(row.youtube_id), label))
     return Split(clips, missing)
 
 

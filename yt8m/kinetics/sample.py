@@ -1,10 +1,12 @@
-"""A small Kinetics-style competition of real H.264 videos whose classes differ only in motion.
+"""A small Kinetics-style competition of real H.264 videos whose classes differ only in time.
 
-Every video shows one object (a bar with a dot at one end, random colour, size and orientation)
-on a random, static, textured background; the class is how it moves: up, down or sideways at a
-constant speed, growing, shrinking, or turning in place. Any single frame is a bar at a
-random place and angle, so a model that averages frames cannot do better than chance; telling
-the classes apart needs consecutive frames.
+Every video shows one disk (random colour and size) on a random, static, textured background.
+The six classes are three pairs, each pair the same motion played forwards and backwards:
+moving up / moving down, growing / shrinking, fading in / fading out. A video of one class of a
+pair, reversed, is a video of the other, so the two hold exactly the same frames: a model that
+ignores frame order (averaging single frames) cannot beat a coin flip within a pair, 50%
+accuracy at most, while one that sees consecutive frames can reach 100%. Every class is also its
+own mirror image, so the left-right flip of StNet's training keeps its label.
 
 Layout, as the official Kinetics CSVs and downloader have it:
 
@@ -24,9 +26,9 @@ import pandas as pd
 from ..fileio import write_json, write_text
 from .video_io import write_video
 
-# Every class is its own mirror image, because StNet's training flips clips left-right: "moving
-# sideways" is left or right, "turning" either way.
-CLASSES = ("moving up", "moving down", "moving sideways", "growing", "shrinking", "turning")
+# (forwards, backwards) pairs: the second of a pair is the first played in reverse
+PAIRS = (("moving up", "moving down"), ("growing", "shrinking"), ("fading in", "fading out"))
+CLASSES = tuple(label for pair in PAIRS for label in pair)
 ID_CHARACTERS = np.array(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"))
 
 
@@ -37,8 +39,8 @@ class VideoSampleSpec:
     test_per_class: int = 10
     frames: int = 16
     fps: int = 8
-    width: int = 112
-    height: int = 84
+    width: int = 128
+    height: int = 96
     seed: int = 400
 
 
@@ -51,44 +53,38 @@ def video_file(split, youtube_id, start, end, label=None):
     return Path(split) / folder_name(label) / name if label else Path(split) / name
 
 
-def render(motion, spec, rng):
-    """uint8 RGB frames `(frames, height, width, 3)` of one video of class `motion`."""
+def render(label, spec, rng):
+    """uint8 RGB frames `(frames, height, width, 3)` of one video of class `label`. The random
+    draws do not depend on the class, so the two classes of a pair rendered from the same `rng`
+    state are the same video, one reversed."""
     h, w, n = spec.height, spec.width, spec.frames
-    texture = rng.normal(0, 10, (h // 4 + 1, w // 4 + 1, 3)).repeat(4, 0).repeat(4, 1)[:h, :w]
+    texture = rng.normal(0, 12, (h // 4 + 1, w // 4 + 1, 3)).repeat(4, 0).repeat(4, 1)[:h, :w]
     base = rng.uniform(40, 215, 3)
     background = np.clip(base + texture, 0, 255)
     color = np.clip(255 - base + rng.normal(0, 20, 3), 0, 255)  # contrasting with the background
-    half_width, dot = rng.uniform(2.5, 3.5), rng.uniform(3, 4)
-    lengths = np.full(n, rng.uniform(6, 13))
-    if motion in ("growing", "shrinking"):
-        lengths = np.linspace(6, 13, n)[:: 1 if motion == "growing" else -1]
-    angle = rng.uniform(0, 2 * np.pi)
-    t = np.arange(n)
-    # the object stays inside the centre (4:3 frames lose their sides to a square crop)
-    reach = lengths.max() + dot + 1
-    lo_x, hi_x = (w - h) / 2 + reach, (w + h) / 2 - reach
-    lo_y, hi_y = reach, h - reach
-    angles = np.full(n, angle)
-    if motion.startswith("moving"):
-        speed = rng.uniform(2.0, 2.5)
-        path = speed * (n - 1)
-        dx, dy = {"up": (0, -1), "down": (0, 1), "sideways": (rng.choice([-1, 1]), 0)}[
-            motion.split()[1]]
-        cx = rng.uniform(lo_x + max(0, -dx) * path, hi_x - max(0, dx) * path) + dx * speed * t
-        cy = rng.uniform(lo_y + max(0, -dy) * path, hi_y - max(0, dy) * path) + dy * speed * t
+    small, large = 0.08 * h, 0.24 * h
+    radius = rng.uniform(small, large)
+    travel = rng.uniform(0.35, 0.45) * h
+    top = rng.uniform(large, h - large - travel)
+    cx = w / 2 + rng.uniform(-0.25, 0.25) * h  # inside the centre square that crops keep
+    cy = rng.uniform(0.3, 0.7) * h
+    pair = next(p for p in PAIRS if label in p)
+    progress = np.linspace(0.0, 1.0, n)
+    if label == pair[1]:
+        progress = progress[::-1]
+    radii, alphas, centres = np.full(n, radius), np.ones(n), np.full(n, cy)
+    if pair[0] == "moving up":
+        centres = top + travel * (1 - progress)
+    elif pair[0] == "growing":
+        radii = small + (large - small) * progress
     else:
-        cx, cy = np.full(n, rng.uniform(lo_x, hi_x)), np.full(n, rng.uniform(lo_y, hi_y))
-        if motion == "turning":
-            angles = angle + rng.uniform(0.25, 0.4) * rng.choice([-1, 1]) * t
+        alphas = progress
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     frames = np.empty((n, h, w, 3), np.uint8)
     for i in range(n):
-        c, s = np.cos(angles[i]), np.sin(angles[i])
-        u = (x - cx[i]) * c + (y - cy[i]) * s
-        v = -(x - cx[i]) * s + (y - cy[i]) * c
-        shape = ((np.abs(u) <= lengths[i]) & (np.abs(v) <= half_width)) | \
-            ((u - lengths[i]) ** 2 + v ** 2 <= dot ** 2)
-        frames[i] = np.where(shape[..., None], color, background).astype(np.uint8)
+        distance = np.hypot(x - cx, y - centres[i])
+        cover = (np.clip(radii[i] + 0.5 - distance, 0, 1) * alphas[i])[..., None]  # antialiased
+        frames[i] = (background * (1 - cover) + color * cover).astype(np.uint8)
     return frames
 
 

@@ -106,7 +106,17 @@ class Spec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _check_keys(where, given, allowed):
+def check_types(where, values, types):
+    """An error naming the key of the first value in `values` that is not of its type in
+    `types` (an int is a float; a bool is not an int)."""
+    for key, value in values.items():
+        expected = types[key]
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        if not ok or (expected is int and isinstance(value, bool)):
+            raise Yt8mError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
+
+
+def check_keys(where, given, allowed):
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise Yt8mError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
@@ -116,7 +126,7 @@ def parse_spec(data, source="<spec>"):
     """Validate a spec mapping (from YAML) into a `Spec`."""
     if not isinstance(data, dict):
         raise Yt8mError(f"{source}: a spec is a mapping with keys {', '.join(SPEC_KEYS)}")
-    _check_keys(source, data, SPEC_KEYS)
+    check_keys(source, data, SPEC_KEYS)
     name = data.get("model")
     if name not in models():
         raise Yt8mError(f"{source}: model: unknown model {name!r}; the zoo has "
@@ -132,14 +142,9 @@ def parse_spec(data, source="<spec>"):
             raise Yt8mError(f"{source}: {key}: expected a mapping of settings")
     arguments = [name for name, p in inspect.signature(entry.builder).parameters.items()
                  if name != "num_classes" and p.kind is not p.VAR_KEYWORD]
-    _check_keys(f"{source}: architecture of {name}", arch, arguments)
-    _check_keys(f"{source}: training", train, list(TRAINING_KEYS))
-    for key, value in train.items():
-        expected = TRAINING_KEYS[key]
-        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-        if not ok or (expected is int and isinstance(value, bool)):
-            raise Yt8mError(f"{source}: training: {key} must be {expected.__name__}, "
-                            f"got {value!r}")
+    check_keys(f"{source}: architecture of {name}", arch, arguments)
+    check_keys(f"{source}: training", train, list(TRAINING_KEYS))
+    check_types(f"{source}: training", train, TRAINING_KEYS)
     for key in ("seed", "num_classes"):
         if key in data and data[key] is not None and not isinstance(data[key], int):
             raise Yt8mError(f"{source}: {key} must be an integer, got {data[key]!r}")

@@ -73,9 +73,25 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def _fingerprint(path):
+def file_stamp(path):
     stat = Path(path).stat()
     return {"file": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def existing_submission(path, meta_path, source, predictions_path, force=False):
+    """The provenance of `path` when it is already up to date with `predictions_path`, else None
+    (write it). A file made from an earlier version of the same source may be replaced; one
+    made from another source, or edited by hand, is an error unless `force`."""
+    if not path.exists() or force:
+        return None
+    old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    digest = sha256(path)
+    if old.get("predictions") == file_stamp(predictions_path) and old.get("sha256") == digest:
+        return old
+    if old.get("source") != str(source) or old.get("sha256") != digest:
+        raise Yt8mError(f"{path} already exists and was not made from {predictions_path}; pass "
+                        f"--force (FORCE=1) to replace it or choose another id")
+    return None
 
 
 def choose_source(source=None, roots=("ensembles", "models")):
@@ -105,15 +121,10 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
     sub_id = sub_id or source.name
     path = Path(output) / f"{sub_id}.csv{'.gz' if gz else ''}"
     meta_path = Path(output) / f"{sub_id}.json"
-    fingerprint = _fingerprint(preds.path)
-    if path.exists() and not force:
-        old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        if old.get("predictions") == fingerprint and old.get("sha256") == sha256(path):
-            return path, old, False
-        same_source = old.get("source") == str(source) and old.get("sha256") == sha256(path)
-        if not same_source:
-            raise Yt8mError(f"{path} already exists and was not made from {preds.path}; pass "
-                            f"--force (FORCE=1) to replace it or choose another id")
+    fingerprint = file_stamp(preds.path)
+    current = existing_submission(path, meta_path, source, preds.path, force)
+    if current:
+        return path, current, False
     ids, num_classes = test_ids(features, level)
     logits = preds.logits if ids is None else preds.aligned_to(ids)
     ids = preds.ids if ids is None else ids
