@@ -230,4 +230,7 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     metrics["seconds"] = round(time.time() - start, 1)
     write_json(out / "metrics.json", metrics)
     shutil.rmtree(out / "backup", ignore_errors=True)
+    summary = json.dumps(metrics.get("validate", {}))
+    _log(out, f"{out.name}: {metrics['train']['epochs']} epochs, {metrics['seconds']} s; "
+              f"validate {summary}", quiet=True)
     return metrics, True
