@@ -169,6 +169,29 @@ def test_stnet_spec_trains_evaluates_and_writes_results(small_videos, tmp_path, 
     assert json.loads((out / "metrics.json").read_text())["train"]["epochs"] == 1
 
 
+def test_bad_videos_stop_training_or_are_skipped_and_counted(small_videos, tmp_path,
+                                                              capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(small_videos, data)
+    bad = read_split(data, "train").clips[0].path
+    bad.write_bytes(b"not a video" * 30)
+    read_split(data, "validate").clips[1].path.unlink()
+    spec = tmp_path / "st.yaml"
+    spec.write_text(f"model: stnet\ndata: {data}\narchitecture: {{image_size: 28}}\n"
+                    "training: {epochs: 1, batch_size: 4, short_side: 32, test_clips: 1}\n")
+    assert main(["train", str(spec), "--quiet"]) == 2
+    assert "validate.csv, line 3: no video" in capsys.readouterr().err
+    assert main(["train", str(spec), "--quiet", "--skip-bad-videos"]) == 0
+    out = tmp_path / "st"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["skipped"] == {"train": 1, "validate": 1, "test": 0}
+    assert metrics["validate"]["videos"] == len(CLASSES) - 1
+    listed = (out / "skipped.csv").read_text()
+    assert bad.name in listed and "cannot decode" in listed and "validate.csv, line 3" in listed
+
+
 def test_bad_specs_and_missing_data_are_named(tmp_path, capsys):
     spec = tmp_path / "st.yaml"
     spec.write_text("model: stnet\ntraining: {epochs: 0}\n")

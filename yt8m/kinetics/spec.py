@@ -72,13 +72,15 @@ class VideoSpec:
     source: str = "<spec>"
 
     def settings(self):
-        """(architecture kwargs, training settings): the preset with the overrides applied."""
+        """(architecture kwargs, training settings): the builder's defaults, then the preset,
+        then the spec's overrides."""
         builder, presets = _video_models()[self.model]
-        arch = dict(presets[self.preset]) | self.architecture
+        defaults = {name: p.default for name, p in inspect.signature(builder).parameters.items()
+                    if p.default is not inspect.Parameter.empty and name != "num_classes"}
+        arch = defaults | presets[self.preset] | self.architecture
         train = dict(TRAINING[self.preset]) | self.training
-        defaults = inspect.signature(builder).parameters
         train.setdefault("test_crop", train["short_side"])
-        train.setdefault("test_segments", arch.get("segments", defaults["segments"].default))
+        train.setdefault("test_segments", arch["segments"])
         return arch, train
 
     def build(self, num_classes, **overrides):

@@ -9,6 +9,7 @@ For model id `<id>` (the spec's file stem), `models/<id>/` receives:
     skipped.csv          the videos left out as unreadable or too short (when asked to skip)
     metrics.json         written last: clip- and video-level top-1/top-5 on `validate`, ...
     train.log            what happened, time-stamped
+    started.json         the config and data hashes the run started from (a change restarts it)
 
 Training is the reference's: SGD with momentum, the learning rate x`lr_decay` at 1/3 and 2/3 of
 the steps, L2 on every kernel, softmax cross-entropy, one random clip per video per epoch. An
@@ -154,19 +155,19 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     if done:
         return done, False
     out.mkdir(parents=True, exist_ok=True)
-    stamp = out / "started.json"
-    if stamp.is_file() and stamp.read_text().strip() != f"{spec.config_hash()} {fingerprint}":
+    stamp, started = out / "started.json", {"config": spec.config_hash(), "data": fingerprint}
+    if stamp.is_file() and json.loads(stamp.read_text()) != started:
         _log(out, f"{spec_path} or {spec.data} changed since {out}/ was started: its old "
                   f"outputs are removed")
         shutil.rmtree(out / "backup", ignore_errors=True)
         for item in ("log.csv", "metrics.json", "skipped.csv"):
             (out / item).unlink(missing_ok=True)
-    write_text(stamp, f"{spec.config_hash()} {fingerprint}\n")
+    write_json(stamp, started)
 
     classes = class_names(splits["train"])
-    segments, length = arch.get("segments", 7), arch.get("segment_length", 5)
-    train_sampling = ClipSampling(segments, length, settings["short_side"],
-                                  arch.get("image_size", 224))
+    length = arch["segment_length"]
+    train_sampling = ClipSampling(arch["segments"], length, settings["short_side"],
+                                  arch["image_size"])
     test_sampling = ClipSampling(settings["test_segments"], length, settings["short_side"],
                                  settings["test_crop"])
     usable, skipped = {}, []
