@@ -17,7 +17,9 @@ def test_bench_writes_a_table_with_machine_method_and_figures(tmp_path):
         rate = float(re.match(r"([\d,.]+) ", row[3]).group(1).replace(",", ""))
         assert rate > 0
     assert rows[0][4] == "1.00x"
-    scoring = text.split("# Scoring benchmark")[1]
+    scoring, video = text.split("# Scoring benchmark")[1].split("# StNet clip decoding")
+    speedups = [float(x) for x in re.findall(r"\| ([\d.]+)x \|", video.split("# Model")[0])]
+    assert len(speedups) == 2 and speedups[0] == 1.0 and speedups[1] > 0
     ratios = [float(x) for x in re.findall(r"\| ([\d.]+)x \|", scoring)]
     assert len(ratios) == 3 and ratios[0] == 1.0 and ratios[1] > 1.0
     difference = float(re.search(r"same videos: ([\de.+-]+)\.", scoring).group(1))

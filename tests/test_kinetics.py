@@ -58,6 +58,8 @@ def test_video_round_trip_scaling_and_bad_files(tmp_path):
     assert decoded.shape == frames.shape
     assert np.abs(decoded.astype(int) - frames).mean() < 6  # H.264 at crf 18: close
     assert read_frames(tmp_path / "v.mp4", short_side=48).shape == (spec.frames, 48, 64, 3)
+    # the reference's fixed 4:3 (341 x 256), here 50 x 32 from 128 x 96
+    assert read_frames(tmp_path / "v.mp4", 32, 50).shape == (spec.frames, 32, 50, 3)
     (tmp_path / "bad.mp4").write_bytes(b"not a video" * 50)
     with pytest.raises(VideoError, match="bad.mp4: cannot decode"):
         read_frames(tmp_path / "bad.mp4")

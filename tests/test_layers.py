@@ -192,13 +192,16 @@ def test_member_mixture_round_trip_and_training_step(with_context, tmp_path):
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the JAX run itself")
 def test_layers_demo_models_and_oof_training_pass_on_jax():
     """This file, every demo model's forward pass and .keras round trip, out-of-fold training
-    with its resume, and the StNet layers and demo model, under JAX."""
+    with its resume, the StNet layers and demo model, and a StNet spec's training, evaluation and
+    results file, under JAX."""
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           "-o", "addopts=", str(Path(__file__)),
                           str(ROOT / "tests" / "test_models.py"),
                           str(ROOT / "tests" / "test_oof.py"),
-                          str(ROOT / "tests" / "test_stnet.py"), "-k",
+                          str(ROOT / "tests" / "test_stnet.py"),
+                          str(ROOT / "tests" / "test_kinetics_training.py") +
+                          "::test_stnet_spec_trains_evaluates_and_writes_results", "-k",
                           "not paper_preset and not size_command and not divergence"],
                          cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600)

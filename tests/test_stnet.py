@@ -144,3 +144,14 @@ def test_imagenet_weights_load_and_conv1_is_inflated(tmp_path):
     np.savez(tmp_path / "partial.npz", **state)
     with pytest.raises(Yt8mError, match="no layer1.0.bn1.running_mean for layer res2_0_a_bn"):
         load_imagenet(model, tmp_path / "partial.npz", n)
+
+
+@pytest.mark.parametrize("temporal_modeling", [True, False])
+def test_logits_stay_float32_under_mixed_precision(temporal_modeling):
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        arch = dict(PRESETS["demo"], temporal_modeling=temporal_modeling)
+        model = build_stnet(num_classes=6, **arch)
+        assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -151,21 +151,13 @@ def _scoring_section(quick, repeats):
     ]
 
 
-def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_precision=None):
-    """Markdown lines: train and inference examples/s of zoo models on synthetic batches.
-
-    Each model runs at its preset's training batch size and frame count, compiled with its
-    training defaults, on the backend Keras runs on (`KERAS_BACKEND`); `mixed_precision` is a
-    Keras policy such as "mixed_bfloat16" (default: each preset's own, as training resolves it).
-    Median step time after two warm-up steps.
-    """
+def _throughput_rows(names, preset, steps, num_classes, mixed_precision, rng):
     import keras
 
     from yt8m.models import build
     from yt8m.models.registry import parse_spec
     from yt8m.models.training import compile_model, dtype_policy
 
-    rng = np.random.default_rng(0)
     rows = []
     for name in names:
         spec = parse_spec({"model": name, "preset": preset})
@@ -188,6 +180,25 @@ def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_pre
         rows.append(f"| `{name}` | {model.count_params():,} | {batch} x {frames} | {policy} | "
                     f"{batch / train:,.0f} | {batch / infer:,.0f} |")
         del model
+    return rows
+
+
+def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_precision=None):
+    """Markdown lines: train and inference examples/s of zoo models on synthetic batches.
+
+    Each model runs at its preset's training batch size and frame count, compiled with its
+    training defaults, on the backend Keras runs on (`KERAS_BACKEND`); `mixed_precision` is a
+    Keras policy such as "mixed_bfloat16" (default: each preset's own, as training resolves it).
+    Median step time after two warm-up steps.
+    """
+    import keras
+
+    rng = np.random.default_rng(0)
+    previous = keras.mixed_precision.global_policy()
+    try:
+        rows = _throughput_rows(names, preset, steps, num_classes, mixed_precision, rng)
+    finally:  # each model sets its own policy; leave the caller's as it was
+        keras.mixed_precision.set_global_policy(previous)
     device = keras.backend.backend()
     if device == "jax":
         import jax
@@ -240,7 +251,7 @@ def _video_section(quick, repeats):
                                ("2 threads", _median_time(threads, repeats))):
             rows.append(f"| {label} | {len(batches) * batch / seconds:,.1f} | "
                         f"{base / seconds:.2f}x |")
-    return ["## StNet training clips from H.264 video", "",
+    return ["# StNet clip decoding benchmark", "",
             f"{count} videos of {frames} frames at 340 x 256; batches of {batch} clips of 7 x 5 "
             f"frames, short side 256, 224 crops. Median of {repeats} run(s).", "",
             "| decoding | clips/s | vs one after another |", "|---|---:|---:|", *rows, ""]

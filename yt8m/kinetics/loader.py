@@ -23,12 +23,14 @@ from .video_io import VideoError, read_frames
 
 @dataclass(frozen=True)
 class ClipSampling:
-    """How clips are cut: T segments of N frames, frames scaled to a short side, S x S crops."""
+    """How clips are cut: T segments of N frames, frames scaled to a short side (and a long side,
+    when given: the reference forces 4:3, 341 x 256), S x S crops."""
 
     segments: int
     segment_length: int
     short_side: int
     crop: int
+    long_side: int | None = None
 
 
 def frame_count(path):
@@ -114,7 +116,8 @@ class TrainingClips(keras.utils.PyDataset):
         if self.cache is not None and row in self.cache:
             return row, self.cache[row]
         try:
-            frames = read_frames(self.clips[row].path, self.sampling.short_side)
+            frames = read_frames(self.clips[row].path, self.sampling.short_side,
+                                 self.sampling.long_side)
         except VideoError as e:
             if not self.skip_bad or attempts <= 1:
                 raise
@@ -138,7 +141,7 @@ class TrainingClips(keras.utils.PyDataset):
 
 def video_clips(path, sampling, clips):
     """The `clips` test-time clips `(clips, T, S, S, 3N)` of one video (centre crops)."""
-    frames = read_frames(path, sampling.short_side)
+    frames = read_frames(path, sampling.short_side, sampling.long_side)
     s = sampling
     return np.stack([sample_clip(frames, s.segments, s.segment_length, s.crop, False, clip=k,
                                  clips=clips) for k in range(clips)])

@@ -28,16 +28,18 @@ DEFAULT_DATA = "input/kinetics"
 SPEC_KEYS = ("model", "preset", "seed", "data", "architecture", "training")
 TRAINING_KEYS = {
     "epochs": int, "batch_size": int, "learning_rate": float, "lr_decay": float,
-    "momentum": float, "short_side": int, "test_segments": int, "test_crop": int,
+    "momentum": float, "short_side": int, "long_side": int, "test_segments": int, "test_crop": int,
     "test_clips": int, "eval_batch_size": int, "workers": int, "use_multiprocessing": bool,
-    "pretrained": str, "skip_bad_videos": bool, "cache_frames": bool,
+    "pretrained": str, "skip_bad_videos": bool, "cache_frames": bool, "mixed_precision": str,
 }
+OPTIONAL_KEYS = ("long_side", "pretrained")
 # The reference's training (PaddleVideo configs/stnet.yaml): SGD with momentum, lr x0.1 at 1/3
-# and 2/3 of the epochs; test on 25 segments of a 256 centre crop. `test_crop` and
+# and 2/3 of the epochs; frames scaled to 341 x 256 (a fixed 4:3, whatever the video's aspect;
+# leave `long_side` out to keep it); test on 25 segments of a 256 centre crop. `test_crop` and
 # `test_segments` default to `short_side` and the training segments.
 TRAINING = {
     "paper": dict(epochs=60, batch_size=128, learning_rate=0.01, lr_decay=0.1, momentum=0.9,
-                  short_side=256, test_segments=25, test_crop=256, test_clips=1,
+                  short_side=256, long_side=341, test_segments=25, test_crop=256, test_clips=1,
                   eval_batch_size=4, workers=8, use_multiprocessing=False,
                   skip_bad_videos=False, cache_frames=False),
     "demo": dict(epochs=40, batch_size=16, learning_rate=0.02, lr_decay=0.1, momentum=0.9,
@@ -120,7 +122,9 @@ def parse_video_spec(data, source="<spec>"):
     arguments = [a for a in inspect.signature(builder).parameters if a != "num_classes"]
     check_keys(f"{source}: architecture of {name}", arch, arguments)
     check_keys(f"{source}: training", train, list(TRAINING_KEYS))
-    check_types(f"{source}: training", train, TRAINING_KEYS)
+    # `long_side: null` and `pretrained: null` turn the preset's value off
+    check_types(f"{source}: training", {k: v for k, v in train.items()
+                                        if not (v is None and k in OPTIONAL_KEYS)}, TRAINING_KEYS)
     check_types(source, {k: data[k] for k in ("seed", "data") if k in data},
                 {"seed": int, "data": str})
     for key in ("epochs", "batch_size", "test_clips", "test_segments", "workers"):

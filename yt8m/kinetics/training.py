@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..errors import Yt8mError
 from ..fileio import atomic_path, write_json, write_text
+from ..models.training import dtype_policy
 from .dataset import class_names, read_split
 from .loader import ClipSampling, TrainingClips, predict_videos, scan
 from .spec import load_video_spec
@@ -166,10 +167,11 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
 
     classes = class_names(splits["train"])
     length = arch["segment_length"]
-    train_sampling = ClipSampling(arch["segments"], length, settings["short_side"],
-                                  arch["image_size"])
-    test_sampling = ClipSampling(settings["test_segments"], length, settings["short_side"],
-                                 settings["test_crop"])
+    sides = settings["short_side"], settings.get("long_side")
+    train_sampling = ClipSampling(arch["segments"], length, sides[0], arch["image_size"],
+                                  sides[1])
+    test_sampling = ClipSampling(settings["test_segments"], length, sides[0],
+                                 settings["test_crop"], sides[1])
     usable, skipped = {}, []
     for name, split in splits.items():
         usable[name], bad = scan(split.clips, length, skip, settings["workers"] * 2, progress,
@@ -184,6 +186,8 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     train_labels = _labels(usable["train"], classes, f"{spec.data}/train")
 
     keras.utils.set_random_seed(spec.seed)
+    # every spec sets its own policy: one process may train several specs in turn
+    keras.mixed_precision.set_global_policy(dtype_policy(settings))
     model = spec.build(len(classes))
     if settings.get("pretrained"):
         from .pretrained import load_imagenet

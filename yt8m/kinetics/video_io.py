@@ -17,15 +17,18 @@ class VideoError(Yt8mError):
     """A video file that cannot be used; the message names the file and the problem."""
 
 
-def scaled_size(width, height, short_side):
-    """(width, height) with the short side at `short_side`, the aspect ratio kept (even sizes)."""
+def scaled_size(width, height, short_side, long_side=None):
+    """(width, height) with the short side at `short_side` and the long side at `long_side`, or
+    with the aspect ratio kept (even sizes) when `long_side` is None."""
+    if long_side:
+        return (long_side, short_side) if width >= height else (short_side, long_side)
     scale = short_side / min(width, height)
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
-def read_frames(path, short_side=None):
-    """Every frame of `path` as uint8 RGB `(frames, height, width, 3)`, the short side scaled to
-    `short_side` (bilinear) when given."""
+def read_frames(path, short_side=None, long_side=None):
+    """Every frame of `path` as uint8 RGB `(frames, height, width, 3)`, scaled (bilinear) to
+    `short_side` and `long_side` when given (see `scaled_size`)."""
     import av
 
     try:
@@ -38,7 +41,8 @@ def read_frames(path, short_side=None):
             for frame in container.decode(stream):
                 size = {}
                 if short_side:
-                    width, height = scaled_size(frame.width, frame.height, short_side)
+                    width, height = scaled_size(frame.width, frame.height, short_side,
+                                                long_side)
                     size = {"width": width, "height": height}
                 frames.append(frame.to_ndarray(format="rgb24", interpolation="BILINEAR", **size))
     except VideoError:

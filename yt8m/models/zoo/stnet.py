@@ -104,7 +104,7 @@ def build_stnet(num_classes=400, segments=7, segment_length=5, image_size=224, d
         x = TemporalXception(xception_units, momentum, epsilon, name="xception")(x)
         logits = classifier(keras.layers.GlobalMaxPooling1D(name="max_over_segments")(x))
     else:
-        logits = keras.layers.GlobalAveragePooling1D(name="mean_over_segments")(
+        logits = keras.layers.GlobalAveragePooling1D(name="mean_over_segments", dtype="float32")(
             keras.layers.TimeDistributed(classifier, name="segment_logits")(x))
     return keras.Model(clips, logits, name="stnet" if temporal_modeling else "frame_average")
 
