@@ -192,6 +192,18 @@ def test_bad_videos_stop_training_or_are_skipped_and_counted(small_videos, tmp_p
     assert bad.name in listed and "cannot decode" in listed and "validate.csv, line 3" in listed
 
 
+def test_a_diverging_run_stops_with_advice(small_videos, tmp_path, capsys):
+    spec = tmp_path / "st.yaml"
+    spec.write_text(f"model: stnet\ndata: {small_videos}\narchitecture: {{image_size: 28}}\n"
+                    "training: {epochs: 2, batch_size: 4, short_side: 32,\n"
+                    "           learning_rate: 1.0e+30}\n")
+    assert main(["train", str(spec), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged: the loss became NaN in epoch 1" in err
+    assert "lower the learning rate (now 1e+30)" in err
+    assert not (tmp_path / "st" / "metrics.json").exists()
+
+
 def test_bad_specs_and_missing_data_are_named(tmp_path, capsys):
     spec = tmp_path / "st.yaml"
     spec.write_text("model: stnet\ntraining: {epochs: 0}\n")

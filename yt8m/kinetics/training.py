@@ -3,6 +3,7 @@
 For model id `<id>` (the spec's file stem), `models/<id>/` receives:
 
     log.csv              Keras' CSV log per epoch (loss, accuracy, top-5 accuracy, lr)
+    tensorboard/         the same curves for TensorBoard (`make tensorboard`)
     model.keras          the trained model (training-time segments and crop)
     validate_scores.npz  video_ids, labels, scores (videos, clips, classes): every clip's softmax
     test_scores.npz      video_ids, scores: the same for the test split (when there is one)
@@ -19,6 +20,7 @@ either), scores `test_clips` clips per video and averages their softmax for the 
 """
 
 import hashlib
+import importlib.util
 import json
 import shutil
 import time
@@ -30,6 +32,7 @@ import pandas as pd
 
 from ..errors import Yt8mError
 from ..fileio import atomic_path, write_json, write_text
+from ..models.oof import NanGuard, is_out_of_memory
 from ..models.training import dtype_policy
 from .dataset import class_names, read_split
 from .loader import ClipSampling, TrainingClips, predict_videos, scan
@@ -201,10 +204,27 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
                             workers=settings["workers"],
                             use_multiprocessing=settings["use_multiprocessing"])
     _compile(model, settings, len(batches), len(classes))
-    callbacks = [EpochSeed(batches), keras.callbacks.BackupAndRestore(str(out / "backup")),
+    guard = NanGuard()
+    callbacks = [EpochSeed(batches), guard, keras.callbacks.BackupAndRestore(str(out / "backup")),
                  keras.callbacks.CSVLogger(str(out / "log.csv"), append=True)]
-    model.fit(batches, epochs=settings["epochs"], callbacks=callbacks,
-                        verbose=2 if progress else 0)
+    if all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):  # tf.summary
+        callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False,
+                                                     profile_batch=0))
+    try:
+        model.fit(batches, epochs=settings["epochs"], callbacks=callbacks,
+                  verbose=2 if progress else 0)
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
+        raise Yt8mError(f"{spec.source}: out of memory ({type(e).__name__}). Lower "
+                        f"training.batch_size (now {settings['batch_size']}), or set "
+                        f"mixed_precision: mixed_bfloat16; then run again: training resumes "
+                        f"from its last finished epoch") from e
+    if guard.where is not None:
+        shutil.rmtree(out / "backup", ignore_errors=True)
+        raise Yt8mError(f"{spec.source}: training diverged: the loss became NaN in epoch "
+                        f"{guard.where[0] + 1}, {guard.where[1]}; lower the learning rate "
+                        f"(now {settings['learning_rate']}) and run again")
     _save_model(model, out / "model.keras")
 
     test_model = spec.build(len(classes), segments=test_sampling.segments,
