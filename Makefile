@@ -67,7 +67,7 @@ train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into 
 	@test -n "$(MODEL)" || { echo "make train: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
 	$(YT8M) train models/$(MODEL).yaml $(if $(FOLD),--fold $(FOLD)) $(TRAIN_FLAGS)
 
-train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every models/*.yaml over every fold (skips what is up to date)
+train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every YouTube-8M spec in models/*.yaml over every fold (skips what is up to date)
 	@$(YT8M) leaderboard
 
 # Serially, the first stale spec's recipe trains every stale spec in one process (one TensorFlow
