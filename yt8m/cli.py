@@ -264,10 +264,12 @@ def _ensemble(args):
 
 def _video_rows(roots):
     """(folder, metrics, validate accuracy) of the raw-video models, best video top-1 first."""
+    from yt8m.predictions import source_metrics
+
     rows = []
     for root in roots:
         for path in sorted(Path(root).glob("*/metrics.json")):
-            info = json.loads(path.read_text())
+            info = source_metrics(path.parent)
             if isinstance(info.get("validate"), dict) and "video_top1" in info["validate"]:
                 rows.append((path.parent, info, info["validate"]))
     return sorted(rows, key=lambda row: -row[2]["video_top1"])
