@@ -1,7 +1,6 @@
 """The `yt8m` command: one sub-command per stage of the workspace. The Makefile calls it."""
 
 import argparse
-import json
 import sys
 import textwrap
 from pathlib import Path
@@ -128,6 +127,7 @@ def _bench(args):
 
 
 def _results_write(args):
+    from yt8m.predictions import source_metrics
     from yt8m.submissions import kinetics
 
     path, info, written = kinetics.write_results(args.source, args.output, args.id,
@@ -136,9 +136,9 @@ def _results_write(args):
     v = info.get("validate") or {}
     estimate = f"; validate top-1 {v['video_top1']:.4f}" if v else ""
     print(f"{state} {path} ({info['rows']} videos, from {info['source']}{estimate})")
-    metrics = json.loads((Path(args.source) / "metrics.json").read_text())
-    solution = Path(metrics.get("dataset", "")) / "solution.csv"
-    if metrics.get("dataset") and solution.is_file():
+    dataset = info.get("dataset") or source_metrics(args.source).get("dataset")
+    solution = Path(dataset or "") / "solution.csv"
+    if dataset and solution.is_file():
         result = kinetics.score(kinetics.read_results(path), solution)
         print(f"scored against {solution}: top-1 {result['top1']:.4f}, top-5 "
               f"{result['top5']:.4f} ({result['videos']} videos)")

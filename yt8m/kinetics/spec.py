@@ -17,12 +17,9 @@ import hashlib
 import inspect
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
 
 from ..errors import Yt8mError
-from ..models.registry import check_keys, check_types
+from ..models.registry import check_keys, check_settings, check_types, read_spec_file
 
 DEFAULT_DATA = "input/kinetics"
 SPEC_KEYS = ("model", "preset", "seed", "data", "architecture", "training")
@@ -57,8 +54,8 @@ def _video_models():
 def is_video_spec(path):
     """Whether the YAML at `path` names a raw-video model (without validating the rest)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        data = read_spec_file(path)
+    except Yt8mError:
         return False
     return isinstance(data, dict) and data.get("model") in _video_models()
 
@@ -112,19 +109,9 @@ def parse_video_spec(data, source="<spec>"):
         raise Yt8mError(f"{source}: model: {name!r} is not a raw-video model "
                         f"({', '.join(models)})")
     builder, presets = models[name]
-    preset = data.get("preset", "demo")
-    if preset not in presets:
-        raise Yt8mError(f"{source}: preset: {preset!r} is not one of {', '.join(presets)}")
-    arch, train = data.get("architecture") or {}, data.get("training") or {}
-    for key, value in (("architecture", arch), ("training", train)):
-        if not isinstance(value, dict):
-            raise Yt8mError(f"{source}: {key}: expected a mapping of settings")
-    arguments = [a for a in inspect.signature(builder).parameters if a != "num_classes"]
-    check_keys(f"{source}: architecture of {name}", arch, arguments)
-    check_keys(f"{source}: training", train, list(TRAINING_KEYS))
     # `long_side: null` and `pretrained: null` turn the preset's value off
-    check_types(f"{source}: training", {k: v for k, v in train.items()
-                                        if not (v is None and k in OPTIONAL_KEYS)}, TRAINING_KEYS)
+    preset, arch, train = check_settings(source, name, builder, presets, data, TRAINING_KEYS,
+                                         optional=OPTIONAL_KEYS)
     check_types(source, {k: data[k] for k in ("seed", "data") if k in data},
                 {"seed": int, "data": str})
     for key in ("epochs", "batch_size", "test_clips", "test_segments", "workers"):
@@ -136,11 +123,4 @@ def parse_video_spec(data, source="<spec>"):
 
 
 def load_video_spec(path):
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise Yt8mError(f"{path}: no such spec") from None
-    except yaml.YAMLError as e:
-        raise Yt8mError(f"{path}: not valid YAML ({e})") from None
-    return parse_video_spec(data, str(path))
+    return parse_video_spec(read_spec_file(path), str(path))

@@ -32,8 +32,9 @@ import pandas as pd
 
 from ..errors import Yt8mError
 from ..fileio import atomic_path, write_json, write_text
-from ..models.oof import NanGuard, is_out_of_memory
+from ..models.oof import NanGuard, is_out_of_memory, log
 from ..models.training import dtype_policy
+from ..predictions import source_metrics
 from .dataset import class_names, read_split
 from .loader import ClipSampling, TrainingClips, predict_videos, scan
 from .spec import load_video_spec
@@ -60,13 +61,6 @@ def accuracy_report(scores, labels):
             "video_top1": top_k_accuracy(video_scores, labels, 1),
             "video_top5": top_k_accuracy(video_scores, labels, 5),
             "videos": int(videos), "clips": int(videos * clips)}
-
-
-def _log(out, message, quiet=False):
-    if not quiet:
-        print(message, flush=True)
-    with open(out / "train.log", "a") as f:
-        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
 
 def _splits(data, skip):
@@ -113,10 +107,7 @@ def _labels(clips, classes, where):
 
 def up_to_date(out, spec, fingerprint):
     """metrics.json when `out` was trained from this spec and these videos, else None."""
-    path = out / "metrics.json"
-    if not path.is_file():
-        return None
-    metrics = json.loads(path.read_text())
+    metrics = source_metrics(out)
     if metrics.get("config") == spec.config_hash() and metrics.get("data") == fingerprint:
         return metrics
     return None
@@ -161,7 +152,7 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     out.mkdir(parents=True, exist_ok=True)
     stamp, started = out / "started.json", {"config": spec.config_hash(), "data": fingerprint}
     if stamp.is_file() and json.loads(stamp.read_text()) != started:
-        _log(out, f"{spec_path} or {spec.data} changed since {out}/ was started: its old "
+        log(out, f"{spec_path} or {spec.data} changed since {out}/ was started: its old "
                   f"outputs are removed")
         shutil.rmtree(out / "backup", ignore_errors=True)
         for item in ("log.csv", "metrics.json", "skipped.csv"):
@@ -184,7 +175,7 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     if skipped:
         write_text(out / "skipped.csv", pd.DataFrame(skipped, columns=["split", "video", "problem"])
                    .to_csv(index=False))
-        _log(out, f"{out.name}: skipped {len(skipped)} unusable videos (listed in "
+        log(out, f"{out.name}: skipped {len(skipped)} unusable videos (listed in "
                   f"{out / 'skipped.csv'})", quiet=not progress)
     train_labels = _labels(usable["train"], classes, f"{spec.data}/train")
 
@@ -196,7 +187,7 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
         from .pretrained import load_imagenet
 
         count = load_imagenet(model, settings["pretrained"], length)
-        _log(out, f"{out.name}: {count} ResNet layers initialised from {settings['pretrained']}",
+        log(out, f"{out.name}: {count} ResNet layers initialised from {settings['pretrained']}",
              quiet=not progress)
     batches = TrainingClips(usable["train"], train_labels, train_sampling,
                             settings["batch_size"], seed=spec.seed, skip_bad=skip,
@@ -236,9 +227,9 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     metrics = {"model": spec.model, "preset": spec.preset, "config": spec.config_hash(),
                "data": fingerprint, "dataset": spec.data, "classes": classes,
                "pretrained": settings.get("pretrained")}
-    log = pd.read_csv(out / "log.csv")
-    metrics["train"] = {"epochs": len(log), "loss": float(log["loss"].iloc[-1]),
-                        "accuracy": float(log["accuracy"].iloc[-1])}
+    history = pd.read_csv(out / "log.csv")
+    metrics["train"] = {"epochs": len(history), "loss": float(history["loss"].iloc[-1]),
+                        "accuracy": float(history["accuracy"].iloc[-1])}
     for name in ("validate", "test"):
         clips = usable.get(name)
         if not clips:
@@ -256,6 +247,6 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     write_json(out / "metrics.json", metrics)
     shutil.rmtree(out / "backup", ignore_errors=True)
     summary = json.dumps(metrics.get("validate", {}))
-    _log(out, f"{out.name}: {metrics['train']['epochs']} epochs, {metrics['seconds']} s; "
+    log(out, f"{out.name}: {metrics['train']['epochs']} epochs, {metrics['seconds']} s; "
               f"validate {summary}", quiet=True)
     return metrics, True

@@ -113,9 +113,10 @@ def is_out_of_memory(error):
         mark in text for mark in ("ResourceExhausted", "RESOURCE_EXHAUSTED", "out of memory"))
 
 
-def log(out, message):
-    """Print `message` and append it, time-stamped, to `<out>/train.log`."""
-    print(message, flush=True)
+def log(out, message, quiet=False):
+    """Print `message` (unless `quiet`) and append it, time-stamped, to `<out>/train.log`."""
+    if not quiet:
+        print(message, flush=True)
     with open(out / "train.log", "a") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 

@@ -122,6 +122,39 @@ def check_keys(where, given, allowed):
         raise Yt8mError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
 
 
+def check_settings(source, name, builder, presets, data, training_keys, optional=()):
+    """(preset, architecture, training) of a spec mapping: a known preset, the architecture
+    keys among `builder`'s arguments, the training keys and types of `training_keys` (a None
+    value of a key in `optional` passes, to turn a preset's value off)."""
+    preset = data.get("preset", "demo")
+    if preset not in presets:
+        raise Yt8mError(f"{source}: preset: {preset!r} is not one of {', '.join(presets)}")
+    arch = data.get("architecture") or {}
+    train = data.get("training") or {}
+    for key, value in (("architecture", arch), ("training", train)):
+        if not isinstance(value, dict):
+            raise Yt8mError(f"{source}: {key}: expected a mapping of settings")
+    arguments = [a for a, p in inspect.signature(builder).parameters.items()
+                 if a != "num_classes" and p.kind is not p.VAR_KEYWORD]
+    check_keys(f"{source}: architecture of {name}", arch, arguments)
+    check_keys(f"{source}: training", train, list(training_keys))
+    check_types(f"{source}: training",
+                {k: v for k, v in train.items() if not (v is None and k in optional)},
+                training_keys)
+    return preset, arch, train
+
+
+def read_spec_file(path):
+    """The mapping in a spec's YAML file; a missing file or bad YAML is an error naming it."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise Yt8mError(f"{path}: no such spec") from None
+    except yaml.YAMLError as e:
+        raise Yt8mError(f"{path}: not valid YAML ({e})") from None
+
+
 def parse_spec(data, source="<spec>"):
     """Validate a spec mapping (from YAML) into a `Spec`."""
     if not isinstance(data, dict):
@@ -132,19 +165,8 @@ def parse_spec(data, source="<spec>"):
         raise Yt8mError(f"{source}: model: unknown model {name!r}; the zoo has "
                         f"{', '.join(models())}")
     entry = models()[name]
-    preset = data.get("preset", "demo")
-    if preset not in entry.presets:
-        raise Yt8mError(f"{source}: preset: {preset!r} is not one of {', '.join(entry.presets)}")
-    arch = data.get("architecture") or {}
-    train = data.get("training") or {}
-    for key, value in (("architecture", arch), ("training", train)):
-        if not isinstance(value, dict):
-            raise Yt8mError(f"{source}: {key}: expected a mapping of settings")
-    arguments = [name for name, p in inspect.signature(entry.builder).parameters.items()
-                 if name != "num_classes" and p.kind is not p.VAR_KEYWORD]
-    check_keys(f"{source}: architecture of {name}", arch, arguments)
-    check_keys(f"{source}: training", train, list(TRAINING_KEYS))
-    check_types(f"{source}: training", train, TRAINING_KEYS)
+    preset, arch, train = check_settings(source, name, entry.builder, entry.presets, data,
+                                         TRAINING_KEYS)
     for key in ("seed", "num_classes"):
         if key in data and data[key] is not None and not isinstance(data[key], int):
             raise Yt8mError(f"{source}: {key} must be an integer, got {data[key]!r}")
@@ -155,14 +177,7 @@ def parse_spec(data, source="<spec>"):
 
 def load_spec(path):
     """Read and validate `models/<id>.yaml`."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise Yt8mError(f"{path}: no such spec") from None
-    except yaml.YAMLError as e:
-        raise Yt8mError(f"{path}: not valid YAML ({e})") from None
-    return parse_spec(data, str(path))
+    return parse_spec(read_spec_file(path), str(path))
 
 
 def build(spec, num_classes=None):

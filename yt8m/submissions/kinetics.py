@@ -22,6 +22,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import Yt8mError
 from ..fileio import write_json
+from ..predictions import source_metrics
 from .build import existing_submission, file_stamp, sha256
 
 TOP_K = 5
@@ -125,8 +126,7 @@ def write_results(source, output="submissions", sub_id=None, force=False):
         return path, current, False
     with np.load(scores_path) as saved:
         ids, scores, classes = saved["video_ids"], saved["scores"], list(saved["classes"])
-    metrics_path = source / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics = source_metrics(source)
     pretrained = metrics.get("pretrained")
     external = {"used": bool(pretrained),
                 "details": f"ResNet initialised from ImageNet weights ({pretrained})"
@@ -138,7 +138,8 @@ def write_results(source, output="submissions", sub_id=None, force=False):
     write_json(path, data)
     provenance = {"id": sub_id, "file": str(path), "source": str(source),
                   "source_kind": "model", "config_hash": metrics.get("config"),
-                  "validate": metrics.get("validate"), "rows": len(ids),
+                  "validate": metrics.get("validate"), "dataset": metrics.get("dataset"),
+                  "rows": len(ids),
                   "classes": len(classes), "top_k": min(TOP_K, len(classes)),
                   "predictions": file_stamp(scores_path), "sha256": sha256(path),
                   "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
