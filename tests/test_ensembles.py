@@ -1,6 +1,7 @@
 """Ensembles: mean and cross-fitted weighted blends of members' OOF and test logits."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ from yt8m import ensembles, predictions
 from yt8m.cli import main
 from yt8m.errors import Yt8mError
 from yt8m.features.cache import FeatureCache
+from yt8m.fileio import output_lock
 
 
 def _member(cache, rows, name, informative, rng, noise):
@@ -51,12 +53,49 @@ def test_weighted_blend_beats_every_member_and_is_cross_fitted(workspace, capsys
     assert metrics["oof"]["gap"] > best + 0.02
     weights = metrics["weights"]
     assert weights["noise"] < 0.1 < min(weights["low"], weights["high"])
-    assert len(metrics["fold_weights"]) == workspace.num_folds
     report = Path("ensembles/w/report.md").read_text()
     assert "Best single model" in report and "`noise`" in report and "correlation" in report
     oof = predictions.load("ensembles/w", "oof")
     np.testing.assert_array_equal(oof.ids, predictions.load("models/low", "oof").ids)
     assert "w: weighted of 3 models" in capsys.readouterr().out
+
+
+def _logits(folder, part):
+    return np.asarray(predictions.load(folder, part).logits, np.float32)
+
+
+def _oof_folds(cache):
+    """The fold of each row of the members' OOF predictions."""
+    position = {video: row for row, video in enumerate(cache.ids.tolist())}
+    ids = predictions.load("models/low", "oof").ids.tolist()
+    return cache.fold[np.array([position[video] for video in ids])]
+
+
+def test_weighted_oof_rows_of_fold_k_use_the_weights_fitted_without_it(workspace):
+    # "low" knows its classes on folds 0-1 only: the weights fitted without those folds differ
+    folds = _oof_folds(workspace)
+    low = _logits("models/low", "oof")
+    noise = np.random.default_rng(5).normal(0, 1, low.shape).astype(np.float32)
+    low[folds >= 2] = noise[folds >= 2]
+    predictions.save("models/low", "oof", predictions.load("models/low", "oof").ids, low)
+    Path("ensembles/w.yaml").write_text("members: [low, high, noise]\ncombiner: weighted\n")
+    ensembles.build("ensembles/w.yaml")
+    metrics = json.loads(Path("ensembles/w/metrics.json").read_text())
+    members = metrics["members"]
+    stack = np.stack([_logits(f"models/{m}", "oof") for m in members])
+    oof = _logits("ensembles/w", "oof")
+    fold_weights = {int(k): np.array(w) for k, w in metrics["fold_weights"].items()}
+    assert sorted(fold_weights) == list(range(workspace.num_folds))
+    overall = np.array([metrics["weights"][m] for m in members])
+    distinct = [k for k, w in fold_weights.items() if np.abs(w - overall).max() > 0.05]
+    assert distinct, (fold_weights, overall)  # else the check below could not tell them apart
+    for k, w in fold_weights.items():
+        rows = folds == k
+        expected = np.tensordot(w / w.sum(), stack[:, rows], axes=1)
+        np.testing.assert_allclose(oof[rows], expected, atol=1e-2, err_msg=f"fold {k}")
+    for k in distinct:  # and not with the weights fitted on every row
+        rows = folds == k
+        assert np.abs(oof[rows] - np.tensordot(overall, stack[:, rows], axes=1)).max() > 0.05
 
 
 def test_mean_of_logits_and_of_probabilities(workspace):
@@ -88,7 +127,8 @@ def test_members_that_disagree_on_videos_are_refused(workspace):
 STACK = "members: [low, high, noise]\ncombiner: stack\nstacker:\n  epochs: {epochs}\n"
 
 
-def test_stack_beats_every_member_out_of_fold_and_resumes(workspace, capsys):
+def test_stack_beats_every_member_and_its_test_logits_are_the_fold_stackers_mean(workspace,
+                                                                                capsys):
     Path("ensembles/s.yaml").write_text(STACK.format(epochs=6))
     assert main(["ensemble", "ensembles/s.yaml"]) == 0
     metrics = json.loads(Path("ensembles/s/metrics.json").read_text())
@@ -101,19 +141,59 @@ def test_stack_beats_every_member_out_of_fold_and_resumes(workspace, capsys):
         assert record["train_videos"] + record["oof"]["videos"] == labeled
     assert metrics["stacker"]["epochs"] == 6 and metrics["weights"] is None
     assert "Each fold's stacker" in Path("ensembles/s/report.md").read_text()
-    test = predictions.load("ensembles/s", "test")
-    np.testing.assert_array_equal(test.ids, predictions.load("models/low", "test").ids)
-    assert np.isfinite(np.asarray(test.logits, np.float32)).all()
     assert "s: stack of 3 models" in capsys.readouterr().out
 
-    # a second run reads the finished folds back; a changed spec trains them again
-    written = {p: p.stat().st_mtime_ns for p in Path("ensembles/s").glob("fold_*/fold.json")}
-    again = ensembles.build("ensembles/s.yaml")
-    assert again["oof"]["gap"] == pytest.approx(metrics["oof"]["gap"], abs=1e-6)
-    assert {p: p.stat().st_mtime_ns for p in written} == written
-    Path("ensembles/s.yaml").write_text(STACK.format(epochs=1))
+    test = predictions.load("ensembles/s", "test")
+    np.testing.assert_array_equal(test.ids, predictions.load("models/low", "test").ids)
+    per_fold = np.stack([predictions.load(f"ensembles/s/fold_{k}", "test").aligned_to(test.ids)
+                         for k in range(workspace.num_folds)]).astype(np.float32)
+    mean = per_fold.mean(0, dtype=np.float64)
+    for fold in per_fold:  # no single fold's stacker passes for the mean
+        assert not np.allclose(fold, mean, rtol=1e-2, atol=1e-2)
+    # stored as float16: equal up to its rounding (2**-11 relative)
+    np.testing.assert_allclose(np.asarray(test.logits, np.float32), mean, rtol=1e-3, atol=1e-3)
+    oof = predictions.load("ensembles/s", "oof")
+    row_fold = _oof_folds(workspace)
+    for k in range(workspace.num_folds):  # fold k's OOF rows are fold k's stacker's
+        fold = predictions.load(f"ensembles/s/fold_{k}", "oof")
+        np.testing.assert_array_equal(np.sort(fold.ids), np.sort(oof.ids[row_fold == k]))
+        np.testing.assert_allclose(np.asarray(oof.logits[row_fold == k], np.float32),
+                                   fold.aligned_to(oof.ids[row_fold == k]), rtol=1e-3, atol=1e-3)
+
+
+def test_stacker_folds_are_trained_again_when_a_member_changes_and_only_then(workspace):
+    Path("ensembles/s.yaml").write_text(STACK.format(epochs=1) + "  batch_size: 256\n")
     ensembles.build("ensembles/s.yaml")
-    assert all(p.stat().st_mtime_ns != t for p, t in written.items())
+    records = sorted(Path("ensembles/s").glob("fold_*/fold.json"))
+    assert len(records) == workspace.num_folds
+
+    def stamps():
+        return [p.stat().st_mtime_ns for p in records]
+
+    def fold_test():
+        return [np.asarray(predictions.load(p.parent, "test").logits) for p in records]
+
+    before, test_before = stamps(), fold_test()
+    other = predictions.load("models/noise", "test")  # a model outside the spec changes
+    predictions.save("models/other", "test", other.ids, np.asarray(other.logits) + 1)
+    ensembles.build("ensembles/s.yaml")
+    assert stamps() == before, "unchanged members: every fold is read back"
+
+    noise = predictions.load("models/noise", "test")  # a member's predictions are rewritten
+    predictions.save("models/noise", "test", noise.ids, np.asarray(noise.logits, np.float32) * 3)
+    ensembles.build("ensembles/s.yaml")
+    after = stamps()
+    assert all(a != b for a, b in zip(after, before, strict=True))
+    assert all(not np.array_equal(a, b) for a, b in zip(fold_test(), test_before, strict=True))
+
+    Path("models/low/metrics.json").write_text(json.dumps({"config_hash": "retrained"}))
+    ensembles.build("ensembles/s.yaml")  # a member's metrics change (it was retrained)
+    assert all(a != b for a, b in zip(stamps(), after, strict=True))
+
+    after = stamps()
+    Path("ensembles/s.yaml").write_text(STACK.format(epochs=2) + "  batch_size: 256\n")  # new spec
+    ensembles.build("ensembles/s.yaml")
+    assert all(a != b for a, b in zip(stamps(), after, strict=True))
 
 
 def test_stack_with_the_video_features(workspace):
@@ -142,3 +222,53 @@ def test_bad_specs_name_the_file_and_the_key(workspace, text, message):
     Path("ensembles/bad.yaml").write_text(text)
     with pytest.raises(Yt8mError, match=f"ensembles/bad.yaml: .*{message}"):
         ensembles.build("ensembles/bad.yaml")
+
+
+@pytest.mark.parametrize("name", ["oof_logits.npy", "oof_ids.npy", "test_logits.npy",
+                                  "test_ids.npy"])
+def test_a_truncated_member_file_is_named_with_the_fix(workspace, capsys, name):
+    path = Path("models/high") / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(Yt8mError, match=f"models/high/{name}: .*truncated or damaged"):
+        predictions.load("models/high", name.split("_")[0])
+    Path("ensembles/m.yaml").write_text("members: [low, high]\ncombiner: mean\n")
+    assert main(["ensemble", "ensembles/m.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"models/high/{name}" in err and "retrain" in err, err
+    Path(path).write_bytes(b"")
+    with pytest.raises(Yt8mError, match=f"models/high/{name}: .*truncated or damaged"):
+        predictions.load("models/high", name.split("_")[0])
+
+
+@pytest.mark.parametrize("part, value", [("oof", np.nan), ("test", np.inf)])
+def test_a_member_with_non_finite_logits_is_named(workspace, capsys, part, value):
+    saved = predictions.load("models/high", part)
+    logits = np.asarray(saved.logits, np.float32)
+    logits[[1, 4, 7], 3] = value
+    logits[4, 9] = -np.inf
+    predictions.save("models/high", part, saved.ids, logits)
+    for combiner in ("mean", "weighted"):
+        Path("ensembles/m.yaml").write_text(f"members: [low, high]\ncombiner: {combiner}\n")
+        assert main(["ensemble", "ensembles/m.yaml"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert f"models/high: 3 of its {len(logits)} {part} rows hold NaN or infinite" in err, err
+    assert not Path("ensembles/m/test_logits.npy").exists()
+
+
+def test_non_finite_rows_are_counted_chunk_by_chunk():
+    logits = np.zeros((11, 4), np.float16)
+    logits[[0, 5, 10], [1, 2, 3]] = [np.nan, np.inf, -np.inf]
+    logits[5, 0] = np.nan
+    assert predictions.non_finite_rows(logits, chunk_rows=2) == 3
+    assert predictions.non_finite_rows(logits[1:5]) == 0
+
+
+def test_a_second_writer_of_an_ensemble_is_refused_naming_the_first(workspace, capsys):
+    Path("ensembles/m.yaml").write_text("members: [low, high]\ncombiner: mean\n")
+    with output_lock(Path("ensembles/m"), "a test holding it"):
+        assert main(["ensemble", "ensembles/m.yaml"]) == 2
+        err = capsys.readouterr().err
+        assert f"ensembles/m/ is being written by process {os.getpid()} (a test holding it" in err
+        assert not Path("ensembles/m/test_logits.npy").exists()
+    assert main(["ensemble", "ensembles/m.yaml"]) == 0

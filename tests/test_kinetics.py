@@ -134,3 +134,62 @@ def test_missing_videos_are_an_error_or_skipped_and_counted(tmp_path):
     (tmp_path / "train.csv").write_text("label,video\nx,y\n")
     with pytest.raises(Yt8mError, match="train.csv: no column youtube_id, time_start, time_end"):
         read_split(tmp_path, "train")
+
+
+def _coded_video(frames=40, height=32, width=40):
+    """Frames whose pixels name themselves: (frame index, row, column) in the three channels."""
+    t, y, x = np.meshgrid(np.arange(frames), np.arange(height), np.arange(width), indexing="ij")
+    return np.stack([t, y, x], axis=-1).astype(np.uint8)
+
+
+def _clip_parameters(clip, segments, length):
+    """(segment starts, crop top, crop left, flipped) read back from a `(T, S, S, 3N)` clip of
+    `_coded_video` frames."""
+    size = clip.shape[1]
+    frames = clip.reshape(segments, size, size, length, 3).transpose(0, 3, 1, 2, 4)
+    values = np.rint((frames * sampling.IMAGENET_STD + sampling.IMAGENET_MEAN) * 255).astype(int)
+    index, rows, columns = values[..., 0], values[0, 0, :, 0, 1], values[0, 0, 0, :, 2]
+    assert (index == index[..., :1, :1]).all()  # one frame per (segment, position)
+    assert (values[..., 1] == rows[:, None]).all() and (values[..., 2] == columns).all()
+    flipped = bool(columns[0] > columns[-1])
+    np.testing.assert_array_equal(np.abs(np.diff(columns)), 1)  # one contiguous window
+    return (tuple(int(i) for i in index[:, 0, 0, 0]), int(rows[0]), int(columns.min()),
+            flipped)
+
+
+def test_training_crops_offsets_and_flips_follow_the_seed(monkeypatch):
+    """`TrainingClips`, the trainer's batches: the same seed gives the same offsets, crop and
+    flip for every video; another seed, other ones for the same video in the same batch slot."""
+    from types import SimpleNamespace
+
+    from yt8m.kinetics import loader
+
+    video = _coded_video()
+    monkeypatch.setattr(loader, "read_frames", lambda path, short, long=None: video)
+    segments, length, videos = 4, 3, 8
+    plan = loader.ClipSampling(segments=segments, segment_length=length, short_side=32, crop=28)
+    clips = [SimpleNamespace(path=f"video{i}.mp4") for i in range(videos)]
+
+    def parameters(seed):
+        batches = loader.TrainingClips(clips, np.arange(videos), plan, batch_size=4, seed=seed)
+        order = batches.order.copy()
+        batches.order = np.arange(videos)  # the same video in the same slot whatever the seed
+        out = [_clip_parameters(clip, segments, length)
+               for b in range(len(batches)) for clip in batches[b][0]]
+        return out, order
+
+    first, order = parameters(0)
+    again, same_order = parameters(0)
+    assert again == first and (same_order == order).all()
+    other, other_order = parameters(1)
+    assert not (other_order == order).all()  # the shuffle follows the seed too
+    for starts, top, left, _ in first + other:
+        offsets = np.asarray(starts) - np.arange(segments) * (len(video) // segments)
+        assert ((offsets >= 0) & (offsets <= len(video) // segments - length)).all()
+        assert 0 <= top <= 32 - 28 and 0 <= left <= 40 - 28
+    # per video, seed 0 against seed 1: the temporal offsets, the crop window and the flip
+    pairs = list(zip(first, other))
+    assert sum(a[0] != b[0] for a, b in pairs) >= videos // 2, f"same offsets: {pairs}"
+    assert sum(a[1:3] != b[1:3] for a, b in pairs) >= videos // 2, f"same crops: {pairs}"
+    assert any(a[3] != b[3] for a, b in pairs), f"same flips: {pairs}"
+    assert {p[3] for p in first + other} == {False, True}  # both flips are drawn

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 
 from yt8m import predictions
@@ -136,12 +137,56 @@ def test_a_fold_trains_the_same_alone_or_after_another_fold(workspace):
     assert np.abs(np.asarray(alone.logits)).max() > 0.1
 
 
+def _scalars(folder):
+    """{tag: [(step, value)]} of the TensorBoard event files under `folder`."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    found = {}
+    for run in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        events = EventAccumulator(str(run), size_guidance={"tensors": 0})
+        events.Reload()
+        for tag in events.Tags()["tensors"]:
+            found[f"{run.name}/{tag}"] = [
+                (e.step, float(keras.ops.convert_to_numpy(e.tensor_proto.float_val[0])
+                               if e.tensor_proto.float_val else
+                               np.frombuffer(e.tensor_proto.tensor_content, np.float32)[0]))
+                for e in events.Tensors(tag)]
+    return found
+
+
 def test_training_writes_a_log_and_tensorboard_curves(workspace):
     oof.train("models/flog.yaml", [0])
     log = Path("models/flog/train.log").read_text()
     assert "flog fold 0: GAP@20" in log
-    events = list(Path("models/flog/tensorboard/fold_0").rglob("events.out.tfevents.*"))
-    assert events and all(e.stat().st_size > 0 for e in events)
+    curves = _scalars("models/flog/tensorboard/fold_0")
+    history = pd.read_csv("models/flog/fold_0/log.csv")
+    assert len(history) == 2
+    # one point per epoch for the training loss and for every held-out metric, equal to log.csv
+    loss = curves["train/epoch_loss"]
+    assert [step for step, _ in loss] == [0, 1]
+    np.testing.assert_allclose([v for _, v in loss], history["loss"], rtol=1e-6)
+    for name in ("gap", "hit_at_one", "perr", "map"):
+        points = curves[f"validation/epoch_{name}"]
+        assert [step for step, _ in points] == [0, 1]
+        np.testing.assert_allclose([v for _, v in points], history[f"val_{name}"], rtol=1e-6)
+
+
+def test_each_fold_keeps_its_best_epoch_and_scores_it(workspace):
+    # a learning rate so high that the model overfits: the best epoch is not the last one
+    Path("models/flog.yaml").write_text(SPEC.replace("epochs: 2", "epochs: 4, "
+                                                     "learning_rate: 0.3"))
+    oof.train("models/flog.yaml", [0, 1, 2])
+    best_not_last = 0
+    for fold in (0, 1, 2):
+        folder = Path(f"models/flog/fold_{fold}")
+        history = pd.read_csv(folder / "log.csv")
+        record = json.loads((folder / "fold.json").read_text())
+        best = int(history["val_gap"].idxmax())
+        assert record["best_epoch"] == best + 1 and record["epochs"] == 4
+        # the stored score is the restored best epoch's, recomputed from its saved predictions
+        assert record["metrics"]["gap"] == pytest.approx(history["val_gap"].max(), abs=1e-6)
+        best_not_last += best != len(history) - 1
+    assert best_not_last  # otherwise "the last epoch" would pass for "the best epoch"
 
 
 def test_extra_training_splits_join_every_fold(tiny_input, tmp_path, monkeypatch):
@@ -180,3 +225,18 @@ def test_data_parallel_training_runs_on_the_local_devices(workspace, capsys):
     assert main(["train", "models/flog.yaml", "--fold", "0", "--distribute", "--quiet"]) == 0
     record = json.loads(Path("models/flog/fold_0/fold.json").read_text())
     assert record["metrics"]["gap"] > 0.05
+    strategy = {"tensorflow": "MirroredStrategy", "jax": "DataParallel"}[keras.backend.backend()]
+    devices = len(keras.distribution.list_devices())
+    assert record["distribution"] == {"strategy": strategy, "replicas": devices}
+    assert main(["train", "models/flog.yaml", "--fold", "1", "--quiet"]) == 0
+    record = json.loads(Path("models/flog/fold_1/fold.json").read_text())
+    assert record["distribution"] == {"strategy": None, "replicas": 1}
+
+
+def test_training_settings_out_of_range_name_the_file_and_key(workspace):
+    for setting, message in (("batch_size: -64", "batch_size must be at least 1, got -64"),
+                             ("epochs: 0", "epochs must be at least 1, got 0"),
+                             ("learning_rate: -0.1", "learning_rate must be above 0")):
+        Path("models/bad.yaml").write_text(SPEC.replace("num_frames: 16", setting))
+        with pytest.raises(Yt8mError, match=f"models/bad.yaml: training: {message}"):
+            oof.train("models/bad.yaml", [0])

@@ -1,5 +1,6 @@
 import gzip
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,10 @@ from yt8m import predictions
 from yt8m.cli import main
 from yt8m.errors import Yt8mError
 from yt8m.features.cache import FeatureCache
+from yt8m.fileio import output_lock
 from yt8m.metrics import evaluate
 from yt8m.submissions import kaggle, segments, video
-from yt8m.submissions.build import write_submission
+from yt8m.submissions.build import sha256, write_submission
 
 IDS = ["aaaa", "bbbb", "cccc"]
 
@@ -275,3 +277,104 @@ def test_predictions_that_miss_test_videos_are_refused(competition):
         write_submission("models/short", "submissions")
     with pytest.raises(Yt8mError, match="no test predictions"):
         write_submission("models/none", "submissions")
+
+
+def _stop_between(monkeypatch, *names):
+    """Make the next write of the files `names` stop after the first of them is renamed into
+    place, as a killed process would (whichever the writer renames first)."""
+    real, done = os.replace, []
+
+    def replace(src, dst):
+        name = Path(dst).name
+        if name in names:
+            if done and name not in done:
+                raise RuntimeError("killed between the two renames")
+            done.append(name)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+def test_a_write_stopped_between_the_csv_and_its_json_is_refused_then_rebuilt(competition,
+                                                                              monkeypatch,
+                                                                              capsys):
+    cache, logits, _ = competition
+    csv, meta = Path("submissions/good.csv"), Path("submissions/good.json")
+    write_submission("models/good", "submissions")
+    first = csv.read_bytes()
+    ids = cache.ids[cache.rows("test")]
+    rebuilt = logits[:, ::-1].copy()  # the source is retrained: other test predictions
+    predictions.save("models/good", "test", ids, rebuilt)
+    with monkeypatch.context() as m:
+        _stop_between(m, csv.name, meta.name)
+        with pytest.raises(RuntimeError, match="killed"):
+            write_submission("models/good", "submissions")
+    assert json.loads(meta.read_text())["sha256"] != sha256(csv)  # the pair disagrees
+
+    for command in (["submission", "submit", "good", "--dry-run"],
+                    ["submission", "check", "submissions/good.csv"]):
+        assert main(command) == 2
+        out, err = capsys.readouterr()
+        assert "would run" not in out
+        assert err.count("\n") == 1, err
+        assert "submissions/good.json does not describe submissions/good.csv" in err, err
+        assert "yt8m submission write --source models/good --id good" in err, err
+
+    assert main(["submission", "write", "--source", "models/good"]) == 0  # no --force needed
+    assert "wrote submissions/good.csv" in capsys.readouterr().out
+    video.write("expected.csv", ids, rebuilt.astype(np.float16))
+    assert csv.read_bytes() == Path("expected.csv").read_bytes() != first
+    info = json.loads(meta.read_text())
+    assert info["sha256"] == sha256(csv) and info["bytes"] == csv.stat().st_size
+    assert main(["submission", "submit", "good", "--dry-run"]) == 0
+    assert "would run: " in capsys.readouterr().out
+
+    csv.write_text(csv.read_text().replace(" ", "  ", 1))  # a hand edit
+    edited = csv.read_bytes()
+    assert main(["submission", "write", "--source", "models/good"]) == 2
+    assert "already exists" in capsys.readouterr().err and csv.read_bytes() == edited
+    assert main(["submission", "submit", "good", "--dry-run"]) == 2
+    assert "does not describe submissions/good.csv" in capsys.readouterr().err
+
+
+def test_a_second_writer_of_the_submissions_folder_is_refused_naming_the_first(competition,
+                                                                               capsys):
+    with output_lock(Path("submissions"), "a test holding it"):
+        assert main(["submission", "write"]) == 2
+        err = capsys.readouterr().err
+        assert f"submissions/ is being written by process {os.getpid()} (a test holding it" in err
+        assert not Path("submissions/good.csv").exists()
+    assert main(["submission", "write"]) == 0
+
+
+def test_a_kinetics_results_write_stopped_between_its_two_files_is_rebuilt(tmp_path,
+                                                                          monkeypatch):
+    from yt8m.submissions import kinetics
+
+    source = tmp_path / "models" / "st"
+    source.mkdir(parents=True)
+
+    def scores(seed):
+        np.savez(source / "test_scores.npz", video_ids=np.array(["v1", "v2"]),
+                 classes=np.array(["a", "b", "c"]),
+                 scores=np.random.default_rng(seed).random((2, 2, 3)))
+
+    out = tmp_path / "submissions"
+    path, meta = out / "st.results.json", out / "st.json"
+    scores(0)
+    kinetics.write_results(source, out)
+    scores(1)  # retrained
+    with monkeypatch.context() as m:
+        _stop_between(m, path.name, meta.name)
+        with pytest.raises(RuntimeError, match="killed"):
+            kinetics.write_results(source, out)
+    assert json.loads(meta.read_text())["sha256"] != sha256(path)
+    _, info, written = kinetics.write_results(source, out)  # rebuilt without --force
+    assert written and info["sha256"] == sha256(path) == json.loads(meta.read_text())["sha256"]
+    with np.load(source / "test_scores.npz") as saved:
+        expected = saved["scores"].mean(axis=1).argmax(axis=1)
+    assert [kinetics.read_results(path)["results"][v][0]["label"] for v in ("v1", "v2")] == \
+        [["a", "b", "c"][i] for i in expected]
+    with output_lock(out, "a test holding it"), \
+            pytest.raises(Yt8mError, match=f"being written by process {os.getpid()}"):
+        kinetics.write_results(source, out, force=True)

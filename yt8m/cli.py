@@ -238,7 +238,7 @@ def _train(args):
     from yt8m.kinetics.spec import is_video_spec
     from yt8m.models.oof import train
 
-    folds = None if args.fold is None else [args.fold]
+    folds = args.fold  # None: every fold
     for spec in args.specs:
         if is_video_spec(spec):
             _train_video(spec, args)
@@ -445,7 +445,8 @@ def build_parser():
                 "raw-video spec (model: stnet) trains on its dataset's train split and writes "
                 "validate top-1/top-5 and test scores instead.")
     p.add_argument("specs", nargs="+", help="models/<id>.yaml files")
-    p.add_argument("--fold", type=int, help="train only this fold")
+    p.add_argument("--fold", type=int, action="append",
+                   help="train only this fold (repeat for several)")
     p.add_argument("--features", default="features")
     p.add_argument("--models", help="output folder (default: the spec's folder)")
     p.add_argument("--quiet", action="store_true", help="no Keras progress bars")

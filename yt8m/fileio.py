@@ -95,3 +95,40 @@ def ensure_writable(folder):
             f"{folder}: cannot write here ({e.strerror}); check the folder's permissions and free "
             f"disk space, or point the command at another output folder"
         ) from None
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def output_lock(folder, what="this folder"):
+    """Hold `<folder>/.lock` (an exclusive `flock`) while inside: one writer per output folder.
+
+    A second writer fails at once with an error naming the process that holds the lock and
+    what it is doing (`what`), instead of racing it. The kernel drops the lock when its holder
+    dies, however it dies, so a killed run never leaves a stale lock behind; the file itself
+    stays (it only records the holder).
+    """
+    import fcntl
+    import time
+
+    from yt8m.errors import Yt8mError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            raise Yt8mError(
+                f"{folder}/ is being written by {holder}; wait for it to finish or stop it, "
+                f"then run again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} ({what}, since "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -73,13 +73,31 @@ def load(directory, part):
     for path in (logits_path, ids_path):
         if not path.is_file():
             raise Yt8mError(f"{path}: no {part} predictions here; train or blend this source first")
-    ids = np.load(ids_path)
-    logits = np.load(logits_path, mmap_mode="r")
+    ids = _read(ids_path, directory)
+    logits = _read(logits_path, directory, mmap_mode="r")
     if logits.ndim != 2 or len(logits) != len(ids):
         raise Yt8mError(
             f"{logits_path}: shape {logits.shape} does not match the {len(ids)} ids in {ids_path}"
         )
     return Predictions(ids=ids, logits=logits, path=logits_path)
+
+
+def _read(path, directory, **kwargs):
+    """np.load, with a damaged or truncated file (numpy's errors name none) named."""
+    try:
+        return np.load(path, **kwargs)
+    except (ValueError, EOFError, OSError) as e:
+        if isinstance(e, OSError) and e.errno is not None:  # permissions and the like
+            raise
+        raise Yt8mError(f"{path}: truncated or damaged ({e}); retrain or re-blend {directory} "
+                        f"to write it again") from None
+
+
+def non_finite_rows(logits, chunk_rows=4096):
+    """How many rows of `logits` hold a NaN or an infinity, read `chunk_rows` rows at a time (a
+    memory-mapped array is never loaded whole)."""
+    return sum(int((~np.isfinite(logits[start:start + chunk_rows])).any(axis=1).sum())
+               for start in range(0, len(logits), chunk_rows))
 
 
 def source_metrics(directory):

@@ -22,7 +22,7 @@ import yaml
 
 from .. import __version__, predictions
 from ..errors import Yt8mError
-from ..fileio import atomic_path, write_json
+from ..fileio import atomic_path, output_lock, write_json
 from ..metrics import evaluate
 from .blending import blend, fit_weights
 
@@ -66,12 +66,18 @@ def load_spec(path):
 
 
 def load_members(members, models_dir="models"):
-    """{id: (oof Predictions, test Predictions)}; refuses members whose ids or row order
-    disagree with the first member's."""
+    """{id: (oof Predictions, test Predictions)}; refuses members with NaN or infinite logits,
+    or whose ids or row order disagree with the first member's."""
     loaded = {}
     for name in members:
         folder = Path(models_dir) / name
         loaded[name] = (predictions.load(folder, "oof"), predictions.load(folder, "test"))
+        for part, preds in zip(("oof", "test"), loaded[name], strict=True):
+            bad = predictions.non_finite_rows(preds.logits)
+            if bad:
+                raise Yt8mError(f"{folder}: {bad} of its {len(preds)} {part} rows hold NaN or "
+                                f"infinite logits ({preds.path}); retrain it, or leave it out "
+                                f"of the spec")
     first = members[0]
     for name in members[1:]:
         for part, index in (("oof", 0), ("test", 1)):
@@ -88,11 +94,16 @@ def load_members(members, models_dir="models"):
 
 def build(spec_path, features="features", models_dir="models", out_dir=None, progress=False):
     """Blend (or stack) the members of one ensemble spec; returns its metrics dict."""
-    from ..features.cache import FeatureCache
-
     spec_path = Path(spec_path)
     spec = load_spec(spec_path)
     out = Path(out_dir or spec_path.parent) / spec_path.stem
+    with output_lock(out, f"yt8m ensemble {spec_path}"):  # one writer per ensembles/<id>/
+        return _build(spec, out, features, models_dir, progress)
+
+
+def _build(spec, out, features, models_dir, progress):
+    from ..features.cache import FeatureCache
+
     start = time.perf_counter()
     members = load_members(spec["members"], models_dir)
     cache = FeatureCache(features, "frame")
@@ -112,7 +123,6 @@ def build(spec_path, features="features", models_dir="models", out_dir=None, pro
                      for i, m in enumerate(spec["members"])}
     space = spec["space"] if spec["combiner"] == "mean" else "logits"
     weights, fold_weights, stack_folds = None, {}, []
-    out.mkdir(parents=True, exist_ok=True)
     if spec["combiner"] == "mean":
         weights = np.full(len(oof_stack), 1.0 / len(oof_stack))
         oof = blend(oof_stack, weights, space)

@@ -160,14 +160,16 @@ class MemberBatches(keras.utils.PyDataset):
 
 
 def fingerprint(spec, member_folders):
-    """A hash of the spec and of what each member was trained from: a fold's stacker is
-    reused only while both are unchanged."""
+    """A hash of the spec, of what each member was trained from and of its prediction files
+    (size and modification time, as a rewrite changes them): a fold's stacker is reused only while
+    all are unchanged."""
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
     for folder in member_folders:
-        metrics_path = Path(folder) / "metrics.json"
-        record = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        record = predictions.source_metrics(folder)
+        files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                 for part in ("oof", "test") for p in predictions.paths(folder, part)]
         digest.update(f"{folder}:{record.get('config_hash')}:{record.get('data_hash')}:"
-                      f"{record.get('oof', {}).get('gap')}".encode())
+                      f"{(record.get('oof') or {}).get('gap')}:{files}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -2,11 +2,15 @@
 
 `features/<level>/manifest.json` is written last and only when every shard converted, so it always
 describes a complete, consistent cache; a failed build leaves the previous manifest in place.
+`features/folds.csv` is written just before it, so every labeled shard the manifest lists has a
+fold (`FeatureCache` checks this).
 """
 
 import concurrent.futures as cf
 import json
 import multiprocessing
+import os
+import sys
 import time
 from pathlib import Path
 
@@ -20,11 +24,12 @@ from yt8m.features.convert import (
     FEATURE_DIM,
     conversion_params,
     convert_task,
+    die_with_parent,
     is_current,
 )
 from yt8m.features.folds import assign_folds
 from yt8m.features.quantization import MAX_FRAMES
-from yt8m.fileio import ensure_writable, remove_stale_temporaries, write_json
+from yt8m.fileio import ensure_writable, output_lock, remove_stale_temporaries, write_json
 from yt8m.input.schema import (
     FRAME_FEATURES,
     LEVELS,
@@ -34,7 +39,7 @@ from yt8m.input.schema import (
     record_version,
     split_of,
 )
-from yt8m.input.tfrecord import read_first_record
+from yt8m.input.tfrecord import iter_records, read_first_record
 
 SPLIT_ORDER = ("train", "validate", "test")
 MANIFEST = "manifest.json"
@@ -72,43 +77,88 @@ def read_vocabulary_size(input_dir):
     return len(index)
 
 
-def detect(shards, level):
-    """Check every shard's first record and return the dataset version they share."""
-    versions = {}
+def _first_message(shard):
+    """The first record of `shard`, parsed, reading only that record."""
+    payload = read_first_record(shard)
+    if payload is None:
+        raise InputError(shard, "the file is empty (0 bytes); a YouTube-8M shard holds hundreds "
+                                "of videos, re-download it")
+    return parse(payload, shard, 0, 0)
+
+
+def _first_intact_message(shard):
+    """The first record of `shard` that is intact and parses, or None (an empty file, a text
+    file, a gzip of something else)."""
+    for index, offset, payload in iter_records(shard, skip_corrupt=True):
+        try:
+            return parse(payload, shard, index, offset)
+        except InputError:
+            continue
+    return None
+
+
+def detect(shards, level, skip_corrupt=False):
+    """Check every shard's first record.
+
+    Returns the dataset version they share, the shards to convert and, with `skip_corrupt`, the
+    files skipped for holding no intact record (`{"path", "problem"}` dicts).
+    """
+    versions, usable, unusable = {}, [], []
     for shard in shards:
-        payload = read_first_record(shard)
-        if payload is None:
-            raise InputError(shard, "the file is empty (0 bytes); a YouTube-8M shard holds "
-                                    "hundreds of videos, re-download it")
-        message = parse(payload, shard, 0, 0)
+        try:
+            message = _first_message(shard)
+        except InputError as e:
+            if not skip_corrupt:
+                raise
+            message = _first_intact_message(shard)
+            if message is None:
+                unusable.append({"path": str(shard), "problem": f"{e} (no intact record in it)"})
+                continue
         check_level(message, level, shard, 0)
         versions.setdefault(record_version(message, shard, 0).name, shard)
+        usable.append(shard)
+    if not usable:
+        raise Yt8mError(f"none of the {len(shards)} shards holds an intact record, for example "
+                        f"{unusable[0]['problem']}")
     if "2017" in versions and len(versions) > 1:
         other = next(v for v in versions if v != "2017")
         raise Yt8mError(f"input mixes dataset versions: {versions['2017']} is a 2017 (v1) shard "
                         f"('video_id' key) but {versions[other]} is a {other} shard ('id' key); "
                         f"keep one dataset version in input/")
     # 2019 segment-rated shards come with 2018-style train and test shards.
-    return "2019" if "2019" in versions else next(iter(versions))
+    version = "2019" if "2019" in versions else next(iter(versions))
+    return version, usable, unusable
 
 
 def build_features(input_dir="input", features_dir="features", level="frame", workers=2,
                    num_folds=None, fold_splits=("train", "validate"), max_frames=MAX_FRAMES,
                    skip_corrupt=False, progress=True):
-    """Convert new or changed shards, then write the manifest and the fold assignment.
+    """Convert new or changed shards, then write the fold assignment and the manifest.
 
+    One build at a time: a second one on the same `features_dir` fails at once, naming the first.
     Returns the manifest dict.
     """
-    from tqdm import tqdm
-
     if level not in LEVELS:
         raise Yt8mError(f"unknown level {level!r}; choose one of {list(LEVELS)}")
     input_dir, features_dir = Path(input_dir), Path(features_dir)
     shards = list_shards(input_dir, level)
-    version = detect(shards, level)
+    ensure_writable(features_dir / level)
+    ensure_writable(features_dir)  # folds.csv and the lock live here
+    # On features/, not features/<level>/: builds of both levels write folds.csv.
+    with output_lock(features_dir, f"yt8m features --level {level}"):
+        manifest = _build(input_dir, features_dir, level, shards, workers, num_folds,
+                          tuple(fold_splits), max_frames, skip_corrupt, progress)
+    _report(manifest, features_dir / level)
+    return manifest
+
+
+def _build(input_dir, features_dir, level, shards, workers, num_folds, fold_splits, max_frames,
+           skip_corrupt, progress):
+    from tqdm import tqdm
+
+    version, shards, unusable = detect(shards, level, skip_corrupt)
     num_classes = read_vocabulary_size(input_dir) or VERSIONS[version].num_classes
     cache_dir = features_dir / level
-    ensure_writable(cache_dir)
     remove_stale_temporaries(cache_dir)
     params = conversion_params(level, version, num_classes, max_frames)
     todo = [(s, cache_dir / s.stem, params, skip_corrupt) for s in shards
@@ -121,13 +171,16 @@ def build_features(input_dir="input", features_dir="features", level="frame", wo
         pool = None
     else:
         pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
-                                      mp_context=multiprocessing.get_context("spawn"))
+                                      mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=die_with_parent, initargs=(os.getpid(),))
         results = (f.result() for f in cf.as_completed([pool.submit(convert_task, t)
                                                         for t in todo]))
     try:
-        for _source, _meta, error in results:
+        for source, _meta, error, problem in results:
             if error:
                 errors.append(error)
+            if problem:
+                unusable.append({"path": source, "problem": problem})
             bar.update(1)
     finally:
         bar.close()
@@ -137,25 +190,62 @@ def build_features(input_dir="input", features_dir="features", level="frame", wo
         more = f"\n(and {len(errors) - 10} more)" if len(errors) > 10 else ""
         raise Yt8mError(f"{len(errors)} of {len(todo)} shards could not be converted; the cache "
                         f"manifest was left as it was:\n" + "\n".join(errors[:10]) + more)
-    manifest = _write_manifest(cache_dir, shards, params, input_dir)
+    skipped = {u["path"] for u in unusable}
+    shards = [s for s in shards if str(s) not in skipped]
+    if not shards:
+        raise Yt8mError(f"none of the shards under {input_dir / level}/ holds a usable record; "
+                        f"for example {unusable[0]['problem']}")
+    manifest = _manifest(cache_dir, shards, params, input_dir, fold_splits, unusable)
+    # folds.csv first: if the manifest then cannot be written, the new shards have folds that
+    # nothing uses yet (and keep them); the other order would leave cached videos in no fold.
     assign_folds(features_dir, [(s["name"], s["split"], s["labeled_videos"])
-                                for s in manifest["shards"]], num_folds, tuple(fold_splits))
+                                for s in manifest["shards"]], num_folds, fold_splits)
+    manifest = _write_manifest(cache_dir / MANIFEST, manifest)
     manifest["converted_now"] = len(todo)
     manifest["seconds"] = round(time.perf_counter() - started, 3)
     return manifest
 
 
-def _write_manifest(cache_dir, shards, params, input_dir):
+def _report(manifest, cache_dir):
+    """Print what the manifest records beyond the CLI's summary: files skipped whole, damage
+    counted in bytes, videos without frames."""
+    for skipped in manifest["skipped_files"]:
+        print(f"warning: skipped (--skip-corrupt): {skipped['problem']}", file=sys.stderr)
+    if manifest["skipped_bytes"]:
+        shards = sum(1 for s in manifest["shards"] if s["skipped_bytes"])
+        print(f"warning: {manifest['skipped_bytes']} damaged bytes in {shards} shards were "
+              f"skipped, holding an unknown number of records (listed per shard in "
+              f"{cache_dir}/<shard>/meta.json)", file=sys.stderr)
+    if manifest["zero_frame_videos"]:
+        print(f"note: {manifest['zero_frame_videos']} videos have no frames; they are kept (the "
+              f"real test split has such videos) and their frames are all padding",
+              file=sys.stderr)
+
+
+def _zero_frame_videos(folder, meta):
+    if "zero_frame_videos" in meta:
+        return meta["zero_frame_videos"]
+    if not (folder / "frame_offsets.npy").exists():  # a video-level shard
+        return 0
+    # converted before the count was recorded
+    return int(np.count_nonzero(np.diff(np.load(folder / "frame_offsets.npy")) == 0))
+
+
+def _manifest(cache_dir, shards, params, input_dir, fold_splits, skipped_files):
     entries, ids, owner = [], [], []
     for i, shard in enumerate(shards):
-        meta = json.loads((cache_dir / shard.stem / "meta.json").read_text())
+        folder = cache_dir / shard.stem
+        meta = json.loads((folder / "meta.json").read_text())
         entries.append({
             "name": shard.stem, "split": split_of(shard), "source": str(shard),
             "videos": meta["videos"], "labeled_videos": meta["labeled_videos"],
             "frames": meta["frames"], "skipped_records": meta["skipped_records"],
-            "truncated_videos": meta["truncated_videos"], "crc32c": meta["source"]["crc32c"],
+            "skipped_bytes": meta.get("skipped_bytes", 0),
+            "truncated_videos": meta["truncated_videos"],
+            "zero_frame_videos": _zero_frame_videos(folder, meta),
+            "crc32c": meta["source"]["crc32c"],
         })
-        shard_ids = np.load(cache_dir / shard.stem / "ids.npy")
+        shard_ids = np.load(folder / "ids.npy")
         ids.append(shard_ids)
         owner.append(np.full(len(shard_ids), i))
     ids, owner = np.concatenate(ids), np.concatenate(owner)
@@ -175,19 +265,31 @@ def _write_manifest(cache_dir, shards, params, input_dir):
         for key in ("videos", "labeled_videos", "frames"):
             t[key] += e[key]
         t["shards"] += 1
-    manifest = {
+    return {
         "format": CACHE_FORMAT, "yt8m_version": __version__, **params,
         "feature_sizes": dict(FRAME_FEATURES), "feature_dim": FEATURE_DIM,
-        "input": str(input_dir), "shards": entries, "totals": totals,
+        "input": str(input_dir), "fold_splits": list(fold_splits), "shards": entries,
+        "totals": totals,
         "skipped_records": sum(e["skipped_records"] for e in entries),
+        "skipped_bytes": sum(e["skipped_bytes"] for e in entries),
+        "skipped_files": skipped_files,
+        "zero_frame_videos": sum(e["zero_frame_videos"] for e in entries),
         "orphaned_shards": orphans,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    path = cache_dir / MANIFEST
+
+
+def _write_manifest(path, manifest):
     if path.is_file():  # unchanged: keep the file, so that Make sees nothing new downstream
         old = json.loads(path.read_text())
         if {k: v for k, v in old.items() if k != "created"} == \
                 {k: v for k, v in manifest.items() if k != "created"}:
             return old
-    write_json(path, manifest)
+    try:
+        write_json(path, manifest)
+    except OSError as e:
+        raise Yt8mError(f"{path}: cannot write the cache manifest ({e.strerror or e}); the "
+                        f"previous one was left in place, and folds.csv already holds the folds "
+                        f"of the new shards (they keep them). Make {path.parent}/ writable or free "
+                        f"space on it, then run the same command again") from None
     return manifest

@@ -40,6 +40,17 @@ class FeatureCache:
         folds = fold_table.set_index("shard")["fold"].to_dict()
         self.num_folds = int(fold_table["num_folds"].iloc[0]) if len(fold_table) else 0
         self.shard_names = [s["name"] for s in self.manifest["shards"]]
+        # Older manifests do not record which splits are folded; they are not checked.
+        folded = self.manifest.get("fold_splits", ())
+        unfolded = [s["name"] for s in self.manifest["shards"] if s["split"] in folded
+                    and s["labeled_videos"] and s["name"] not in folds]
+        if unfolded:
+            raise Yt8mError(
+                f"{Path(features_dir) / 'folds.csv'} has no fold for shard {unfolded[0]}"
+                f"{f' (and {len(unfolded) - 1} more)' if len(unfolded) > 1 else ''} of {path}: "
+                f"the two files do not match (a build stopped between them, or an edited "
+                f"folds.csv). Run `yt8m features --level {level}` to give it a fold; existing "
+                f"folds never change")
         ids, shard_of, local, label_lo, labels, frame_lo = [], [], [], [], [], []
         label_base = 0
         for i, name in enumerate(self.shard_names):

@@ -15,17 +15,27 @@ A converted shard `features/<level>/<shard>/` holds (n videos, F frames kept in 
 The folder is written to a temporary name and renamed into place, so it is complete or absent.
 """
 
+import errno
 import json
 import os
+import signal
+import sys
 from pathlib import Path
 
 import crc32c
 import numpy as np
 
-from yt8m.errors import InputError
+from yt8m.errors import InputError, Yt8mError
 from yt8m.features.quantization import BIAS, SCALE
 from yt8m.fileio import atomic_dir
-from yt8m.input.schema import FRAME_FEATURES, VERSIONS, decode, parse
+from yt8m.input.schema import (
+    FRAME_FEATURES,
+    VERSIONS,
+    BadRecordError,
+    BadVideoIdError,
+    decode,
+    parse,
+)
 from yt8m.input.tfrecord import ReadStats, iter_records
 
 CACHE_FORMAT = 1
@@ -81,7 +91,7 @@ class _ShardArrays:
         self.ids, self.labels, self.frames, self.means = [], [], [], []
         self.segments = {"start_times": [], "labels": [], "scores": []}
         self.has_segments = False
-        self.truncated = self.mismatched = 0
+        self.truncated = self.mismatched = self.empty = 0
 
     def add(self, video):
         self.ids.append(video.id)
@@ -97,6 +107,7 @@ class _ShardArrays:
         n = min(len(video.rgb), len(video.audio))
         self.mismatched += len(video.rgb) != len(video.audio)
         self.truncated += n > self.max_frames
+        self.empty += n == 0  # legal (the real test split has some); loaders mask them out
         n = min(n, self.max_frames)
         # Views into the record's bytes; copied once, into the shard's frame array.
         self.frames.append((video.rgb[:n], video.audio[:n]))
@@ -134,16 +145,63 @@ class _ShardArrays:
         return out
 
 
-def convert_task(args):
-    """Process-pool entry point: `(source, target, params, skip_corrupt)` -> (source, meta, error).
+class EmptyShardError(InputError):
+    """A shard without a single usable record."""
 
-    Lives here, not in `build`, so worker processes import only numpy and protobuf.
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent_pid):
+    """Process-pool initializer: end this worker when the build that started it dies.
+
+    Without it a killed build (kill -9, the OOM killer) leaves its workers converting and writing
+    into the cache. On Linux the kernel is asked to SIGKILL the worker when its parent dies
+    (`PR_SET_PDEATHSIG`; it follows the thread that started the worker, and the executor starts
+    workers from the thread that submits, the build's main thread). A parent that died before
+    that request took effect shows as a changed parent pid. Elsewhere a worker ends only when it
+    next reads its task queue and finds it closed.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def convert_task(args):
+    """Process-pool entry point: `(source, target, params, skip_corrupt)` ->
+    (source, meta, error, unusable): `error` is why the shard cannot be converted; `unusable` is
+    why a shard without any usable record was skipped (with `skip_corrupt`).
+
+    Lives here, not in `build`, so worker processes import only numpy and protobuf. Errors travel
+    as text (an `InputError` does not survive pickling); a full disk raises, to stop the build.
     """
     source, target, params, skip_corrupt = args
     try:
-        return str(source), convert_shard(source, target, params, skip_corrupt), None
+        return str(source), convert_shard(source, target, params, skip_corrupt), None, None
+    except EmptyShardError as e:
+        if skip_corrupt:
+            return str(source), None, None, str(e)
+        return str(source), None, str(e), None
     except InputError as e:
-        return str(source), None, str(e)
+        return str(source), None, str(e), None
+
+
+def _disk_full(error):
+    """True for a write that failed for lack of space: ENOSPC, a quota, a file-size limit (EFBIG),
+    or numpy's short write (a bare OSError "N requested and M written")."""
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return True
+    return getattr(error, "errno", None) is None and "requested and" in str(error) \
+        and "written" in str(error)
 
 
 def convert_shard(source, target, params, skip_corrupt=False):
@@ -161,16 +219,19 @@ def convert_shard(source, target, params, skip_corrupt=False):
     acc = _ShardArrays(level, params["max_frames"])
     first_record = {}
     for index, offset, payload in iter_records(source, skip_corrupt, stats, data=data):
+        # Corrupt records that passed their checksums (written wrong) are skippable: those that
+        # are not protobuf at all and those whose id is not UTF-8. A well-formed record of the
+        # wrong shape is not corruption and stops the build even with skip_corrupt.
         try:
             message = parse(payload, source, index, offset)
+            video = decode(message, version, level, source, index)
         except InputError as e:
-            if not skip_corrupt:
+            if not skip_corrupt or not isinstance(e, (BadRecordError, BadVideoIdError)):
                 raise
             stats.skipped += 1
             stats.records -= 1
             stats.problems.append(str(e))
             continue
-        video = decode(message, version, level, source, index)
         if video.id in first_record:
             raise InputError(source, f"video id '{video.id}' appears twice in this shard "
                                      f"(records {first_record[video.id]} and {index})",
@@ -188,9 +249,9 @@ def convert_shard(source, target, params, skip_corrupt=False):
         acc.add(video)
     if not acc.ids:
         what = (f"all {stats.skipped} records were corrupt" if stats.skipped
-                else f"it holds no records ({len(data)} bytes)")
-        raise InputError(source, f"nothing to convert: {what}; a YouTube-8M shard holds hundreds "
-                                 f"of videos, re-download it")
+                else f"it holds no intact record ({len(data)} bytes)")
+        raise EmptyShardError(source, f"nothing to convert: {what}; a YouTube-8M shard holds "
+                                      f"hundreds of videos, re-download it")
     arrays = acc.arrays()
     meta = {
         "params": params,
@@ -199,14 +260,24 @@ def convert_shard(source, target, params, skip_corrupt=False):
         "labeled_videos": int(np.count_nonzero(np.diff(arrays["label_offsets"]))),
         "frames": int(len(arrays["frames"])) if "frames" in arrays else 0,
         "truncated_videos": acc.truncated,
+        "zero_frame_videos": acc.empty,
         "frame_count_mismatches": acc.mismatched,
         "skipped_records": stats.skipped,
+        "skipped_bytes": stats.skipped_bytes,
         "problems": stats.problems[:20],
         "arrays": {name: {"shape": list(a.shape), "dtype": str(a.dtype), "crc32c": _checksum(a)}
                    for name, a in arrays.items()},
     }
-    with atomic_dir(target) as tmp:
-        for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    try:
+        with atomic_dir(target) as tmp:  # removes what it wrote if this fails
+            for name, array in arrays.items():
+                np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    except (OSError, ValueError) as e:
+        if not _disk_full(e):
+            raise
+        raise Yt8mError(f"{source}: the disk is full (or a file grew past the file size limit) "
+                        f"while writing its converted shard into {target.parent}/ ({e}); nothing "
+                        f"of it was kept. Free space there (or raise `ulimit -f`), then run the "
+                        f"same command again: finished shards are kept") from None
     return meta

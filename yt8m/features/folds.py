@@ -44,7 +44,8 @@ def assign_folds(features_dir, shards, num_folds=None, splits=("train", "validat
         num_folds: K; must match an existing `folds.csv` (None: its K, or 5 for a new one).
         splits: the splits whose shards are folded.
 
-    Returns the full fold table (also written to `folds.csv` when it changed).
+    Returns the full fold table (also written to `folds.csv` when it changed). The `videos`
+    count of a known shard is refreshed; its fold never changes.
     """
     path = Path(features_dir) / FOLDS_FILE
     table = read_folds(features_dir)
@@ -58,6 +59,12 @@ def assign_folds(features_dir, shards, num_folds=None, splits=("train", "validat
             f"asked for. Folds are fixed once written because every model's out-of-fold "
             f"predictions depend on them; delete {path} (and retrain the models) to change K")
     known = set(table["shard"])
+    # A re-converted shard keeps its fold but its count follows it, for balancing new shards.
+    current = {name: int(videos) for name, _split, videos in shards}
+    videos = table["videos"].to_numpy(int)
+    refreshed = np.array([current.get(n, v) for n, v in zip(table["shard"], videos)], np.int64)
+    recounted = not np.array_equal(refreshed, videos)
+    table["videos"] = refreshed
     load = np.zeros(num_folds, np.int64)
     np.add.at(load, table["fold"].to_numpy(int), table["videos"].to_numpy(int))
     new_rows = []
@@ -73,8 +80,14 @@ def assign_folds(features_dir, shards, num_folds=None, splits=("train", "validat
         raise Yt8mError(
             f"only {folded} labeled shards for {num_folds} folds; a fold is a set of whole shards, "
             f"so some folds would be empty. Use --folds {max(folded, 2)} or fewer, or add shards")
-    if new_rows or not path.exists():
+    if new_rows or recounted or not path.exists():
         table = pd.concat([table, pd.DataFrame(new_rows, columns=COLUMNS)], ignore_index=True)
-        with atomic_path(path) as tmp:
-            table.to_csv(tmp, index=False)
+        try:
+            with atomic_path(path) as tmp:
+                table.to_csv(tmp, index=False)
+        except OSError as e:
+            raise Yt8mError(f"{path}: cannot write the fold assignment ({e.strerror or e}); it "
+                            f"and the cache manifest were left as they were. Make "
+                            f"{path.parent}/ writable or free space on it, then run again") \
+                from None
     return table

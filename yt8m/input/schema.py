@@ -48,6 +48,14 @@ def _expected_keys_text():
             "'segment_start_times' and 'segment_scores' (test shards have no labels)")
 
 
+class BadRecordError(InputError):
+    """A record that is not a protobuf message: corrupt, so `--skip-corrupt` may skip it."""
+
+
+class BadVideoIdError(InputError):
+    """A record whose video id is not UTF-8: corrupt, so `--skip-corrupt` may skip it."""
+
+
 @dataclass
 class Video:
     """One decoded video record.
@@ -80,8 +88,8 @@ def parse(payload, path, index, offset=None):
     try:
         return SequenceExample.FromString(payload)
     except Exception as e:  # protobuf raises DecodeError, or RuntimeError from upb
-        raise InputError(path, f"not a tf.train.Example/SequenceExample record ({e})",
-                         record=index, offset=offset) from None
+        raise BadRecordError(path, f"not a tf.train.Example/SequenceExample record ({e})",
+                             record=index, offset=offset) from None
 
 
 def record_level(message):
@@ -164,7 +172,15 @@ def decode(message, version, level, path, index):
                                f"are {version.name} ({version.description}) records; found context "
                                f"keys {sorted(ctx)}; {_expected_keys_text()}", record=index)
     raw_id = ctx[version.id_key].bytes_list.value
-    vid = raw_id[0].decode("utf-8", "replace") if raw_id else ""
+    try:
+        vid = raw_id[0].decode("utf-8") if raw_id else ""
+    except UnicodeDecodeError as e:
+        # Refused, not repaired: replacing the bad bytes would give two different ids one name.
+        raise BadVideoIdError(path, f"video id {raw_id[0]!r} under '{version.id_key}' is not "
+                                    f"UTF-8 ({e.reason} at byte {e.start}); YouTube-8M ids are "
+                                    f"UTF-8 text, so the record is corrupt: re-download the shard, "
+                                    f"or pass --skip-corrupt to skip such records",
+                              record=index) from None
     if not vid:
         raise InputError(path, f"empty video id under '{version.id_key}'", record=index)
     video = Video(id=vid)

@@ -114,9 +114,6 @@ def parse_video_spec(data, source="<spec>"):
                                          optional=OPTIONAL_KEYS)
     check_types(source, {k: data[k] for k in ("seed", "data") if k in data},
                 {"seed": int, "data": str})
-    for key in ("epochs", "batch_size", "test_clips", "test_segments", "workers"):
-        if key in train and train[key] < 1:
-            raise Yt8mError(f"{source}: training: {key} must be at least 1, got {train[key]}")
     return VideoSpec(model=name, preset=preset, seed=data.get("seed", 0),
                      data=data.get("data", DEFAULT_DATA), architecture=arch, training=train,
                      source=source)

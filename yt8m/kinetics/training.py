@@ -2,7 +2,7 @@
 
 For model id `<id>` (the spec's file stem), `models/<id>/` receives:
 
-    log.csv              Keras' CSV log per epoch (loss, accuracy, top-5 accuracy, lr)
+    log.csv              one row per epoch (loss, accuracy, top-5 accuracy)
     tensorboard/         the same curves for TensorBoard (`make tensorboard`)
     model.keras          the trained model (training-time segments and crop)
     validate_scores.npz  video_ids, labels, scores (videos, clips, classes): every clip's softmax
@@ -10,13 +10,15 @@ For model id `<id>` (the spec's file stem), `models/<id>/` receives:
     skipped.csv          the videos left out as unreadable or too short (when asked to skip)
     metrics.json         written last: clip- and video-level top-1/top-5 on `validate`, ...
     train.log            what happened, time-stamped
-    started.json         the config and data hashes the run started from (a change restarts it)
+    state.json, backup/  while it trains: the committed epochs (`EpochCheckpoint`; a change of
+                         the spec or the videos starts again)
 
 Training is the reference's: SGD with momentum, the learning rate x`lr_decay` at 1/3 and 2/3 of
 the steps, L2 on every kernel, softmax cross-entropy, one random clip per video per epoch. An
-interrupted run resumes from its last finished epoch (`backup/`). Evaluation rebuilds the
-network for `test_segments` segments and `test_crop` centre crops (the weights do not depend on
-either), scores `test_clips` clips per video and averages their softmax for the video.
+interrupted run resumes from its last finished epoch to the result of an uninterrupted one.
+Evaluation rebuilds the network for `test_segments` segments and `test_crop` centre crops (the
+weights do not depend on either), scores `test_clips` clips per video and averages their
+softmax for the video.
 """
 
 import hashlib
@@ -31,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Yt8mError
-from ..fileio import atomic_path, write_json, write_text
+from ..fileio import atomic_path, output_lock, write_json, write_text
+from ..models.checkpoints import EpochCheckpoint, require_optimizer_built
 from ..models.oof import NanGuard, is_out_of_memory, log
 from ..models.training import dtype_policy
 from ..predictions import source_metrics
@@ -150,15 +153,14 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     if done:
         return done, False
     out.mkdir(parents=True, exist_ok=True)
-    stamp, started = out / "started.json", {"config": spec.config_hash(), "data": fingerprint}
-    if stamp.is_file() and json.loads(stamp.read_text()) != started:
-        log(out, f"{spec_path} or {spec.data} changed since {out}/ was started: its old "
-                  f"outputs are removed")
-        shutil.rmtree(out / "backup", ignore_errors=True)
-        for item in ("log.csv", "metrics.json", "skipped.csv"):
-            (out / item).unlink(missing_ok=True)
-    write_json(stamp, started)
+    with output_lock(out, f"yt8m train {spec_path}"):
+        return _train(spec, spec_path, out, arch, settings, splits, fingerprint, skip, progress,
+                      start), True
 
+
+def _train(spec, spec_path, out, arch, settings, splits, fingerprint, skip, progress, start):
+    for stale in ("metrics.json", "skipped.csv"):  # of another spec or other videos
+        (out / stale).unlink(missing_ok=True)
     classes = class_names(splits["train"])
     length = arch["segment_length"]
     sides = settings["short_side"], settings.get("long_side")
@@ -195,15 +197,20 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
                             workers=settings["workers"],
                             use_multiprocessing=settings["use_multiprocessing"])
     _compile(model, settings, len(batches), len(classes))
+    require_optimizer_built(model)
+    checkpoint = EpochCheckpoint(out, {"config": spec.config_hash(), "data": fingerprint},
+                                 say=lambda line: log(out, line))
+    initial_epoch = checkpoint.restore(model)
+    if not initial_epoch:
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
     guard = NanGuard()
-    callbacks = [EpochSeed(batches), guard, keras.callbacks.BackupAndRestore(str(out / "backup")),
-                 keras.callbacks.CSVLogger(str(out / "log.csv"), append=True)]
+    callbacks = [EpochSeed(batches), guard, checkpoint]
     if all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):  # tf.summary
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False,
                                                      profile_batch=0))
     try:
-        model.fit(batches, epochs=settings["epochs"], callbacks=callbacks,
-                  verbose=2 if progress else 0)
+        model.fit(batches, epochs=settings["epochs"], initial_epoch=initial_epoch,
+                  shuffle=False, callbacks=callbacks, verbose=2 if progress else 0)
     except Exception as e:
         if not is_out_of_memory(e):
             raise
@@ -212,7 +219,7 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
                         f"mixed_precision: mixed_bfloat16; then run again: training resumes "
                         f"from its last finished epoch") from e
     if guard.where is not None:
-        shutil.rmtree(out / "backup", ignore_errors=True)
+        checkpoint.clear()
         raise Yt8mError(f"{spec.source}: training diverged: the loss became NaN in epoch "
                         f"{guard.where[0] + 1}, {guard.where[1]}; lower the learning rate "
                         f"(now {settings['learning_rate']}) and run again")
@@ -227,9 +234,9 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     metrics = {"model": spec.model, "preset": spec.preset, "config": spec.config_hash(),
                "data": fingerprint, "dataset": spec.data, "classes": classes,
                "pretrained": settings.get("pretrained")}
-    history = pd.read_csv(out / "log.csv")
-    metrics["train"] = {"epochs": len(history), "loss": float(history["loss"].iloc[-1]),
-                        "accuracy": float(history["accuracy"].iloc[-1])}
+    last = checkpoint.history[-1]
+    metrics["train"] = {"epochs": checkpoint.epochs_done, "loss": last["loss"],
+                        "accuracy": last["accuracy"]}
     for name in ("validate", "test"):
         clips = usable.get(name)
         if not clips:
@@ -245,8 +252,8 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     metrics["skipped"] = {name: sum(1 for s in skipped if s[0] == name) for name in splits}
     metrics["seconds"] = round(time.time() - start, 1)
     write_json(out / "metrics.json", metrics)
-    shutil.rmtree(out / "backup", ignore_errors=True)
+    checkpoint.clear_backups()
     summary = json.dumps(metrics.get("validate", {}))
     log(out, f"{out.name}: {metrics['train']['epochs']} epochs, {metrics['seconds']} s; "
               f"validate {summary}", quiet=True)
-    return metrics, True
+    return metrics

@@ -2,17 +2,21 @@
 
 For model id `<id>` (the spec's file stem) and fold k, `models/<id>/fold_<k>/` receives:
 
-    best.weights.h5     the epoch with the best GAP@20 on fold k
-    log.csv             Keras' CSV log (loss, val_gap, val_hit_at_one, val_perr, val_map)
+    log.csv             one row per epoch (loss, val_gap, val_hit_at_one, val_perr, val_map)
     ../tensorboard/fold_<k>/  the same curves for TensorBoard (`make tensorboard`)
+    state.json, backup/, best/  while the fold trains: its committed epochs (`EpochCheckpoint`)
+    best.weights.h5     the epoch with the best GAP@20 on fold k
     oof_*.npy           fold k's logits (float32) and ids
     test_*.npy          the test split's logits from this fold's model
     fold.json           written last: config hash, metrics, epochs, speed (the fold is done)
 
-An interrupted fold resumes from its last finished epoch (`backup/`). When every fold is done,
+A fold killed at any moment resumes from its last finished epoch to the result an uninterrupted
+run has (same variables, data order, dropout seeds, best epoch and early-stopping count); a
+damaged checkpoint falls back to the one before it, and says so. When every fold is done,
 `models/<id>/` receives the assembled out-of-fold and test predictions (test: the mean of the
 fold models' logits), `metrics.json` and `model.keras` (fold 0's model). A spec whose config
-hash changed invalidates everything trained from the old one.
+hash changed invalidates everything trained from the old one. One `yt8m train` at a time writes
+a model folder (`.lock`).
 """
 
 import contextlib
@@ -26,11 +30,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 
 from .. import __version__, predictions
 from ..errors import Yt8mError
-from ..fileio import write_json
+from ..fileio import LOCK_FILE, atomic_path, output_lock, write_json
 from ..metrics import evaluate
 
 FOLD_FILE = "fold.json"
@@ -75,6 +78,8 @@ def invalidate_if_changed(out, config_hash, data_hash):
             stale = True
     if stale:
         for child in out.iterdir():
+            if child.name == LOCK_FILE:  # held by this run
+                continue
             if child.is_dir():
                 shutil.rmtree(child)
             else:
@@ -119,13 +124,6 @@ def log(out, message, quiet=False):
         print(message, flush=True)
     with open(out / "train.log", "a") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-
-
-def _best_so_far(log_path):
-    if not log_path.is_file():
-        return None
-    log = pd.read_csv(log_path)
-    return float(log["val_gap"].max()) if "val_gap" in log and len(log) else None
 
 
 @contextlib.contextmanager
@@ -205,24 +203,41 @@ class FoldModels:
         return self.model, data
 
 
-def train_fold(spec, out, cache, fold, progress=False, models=None):
+def _distribution():
+    """{"strategy", "replicas"} of the distribution the model is trained under here."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        current = keras.distribution.distribution()
+        if current is None:
+            return {"strategy": None, "replicas": 1}
+        return {"strategy": type(current).__name__,
+                "replicas": int(np.prod(current.device_mesh.shape))}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.distribute.has_strategy():
+            return {"strategy": None, "replicas": 1}
+        strategy = tf.distribute.get_strategy()
+        return {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync}
+    return {"strategy": None, "replicas": 1}
+
+
+def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     """Train, validate and predict fold `fold`; returns the fold's record (fold.json).
+
+    Every finished epoch is committed by an `EpochCheckpoint` in `fold_<k>/`; a run killed at
+    any moment resumes from the last commit to the result an uninterrupted run has.
 
     `models`: a `FoldModels` shared by the folds trained in this process.
     """
     from .callbacks import GapEvaluation
+    from .checkpoints import EpochCheckpoint
     from .training import CacheBatches, predict_logits
 
     _, training = spec.settings()
     models = models or FoldModels(spec, cache)
     folder = out / f"fold_{fold}"
-    started = folder / "started.json"
-    resuming = (folder / "backup").is_dir() and started.is_file() and \
-        json.loads(started.read_text()).get("config_hash") == spec.config_hash()
-    if not resuming:  # a fresh start: nothing from an earlier, unfinished run is reused
-        shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
-    write_json(started, {"config_hash": spec.config_hash()})
     fold_rows = _labeled_fold_rows(cache)
     train_rows = np.concatenate([fold_rows[cache.fold[fold_rows] != fold],
                                  extra_training_rows(cache, training)])
@@ -231,60 +246,77 @@ def train_fold(spec, out, cache, fold, progress=False, models=None):
     if not len(train_rows) or not len(val_rows):
         raise Yt8mError(f"fold {fold} of {cache.num_folds} has no training or no held-out videos")
     model, data = models.start(fold, train_rows, seed=spec.seed * 1000 + fold)
+    checkpoint = EpochCheckpoint(
+        folder, {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache)},
+        monitor="val_gap", patience=training.get("early_stopping"),
+        say=lambda line: log(out, line))
+    initial_epoch = checkpoint.restore(model)
+    if initial_epoch:
+        log(out, f"{out.name} fold {fold}: resuming after epoch {initial_epoch}", quiet=True)
+    else:  # a fresh start: no curves of an earlier, abandoned run
+        shutil.rmtree(out / "tensorboard" / f"fold_{fold}", ignore_errors=True)
+    data.start_at(initial_epoch)
     held_out = CacheBatches(cache, val_rows, spec.level, training, shuffle=False)
-    best_path = folder / "best.weights.h5"
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        str(best_path), monitor="val_gap", mode="max", save_best_only=True,
-        save_weights_only=True, initial_value_threshold=_best_so_far(folder / "log.csv"))
     guard = NanGuard()
     callbacks = [GapEvaluation(held_out, cache.num_classes, pad_to=training.get("batch_size", 32)),
-                 checkpoint,
-                 keras.callbacks.CSVLogger(str(folder / "log.csv"), append=True), guard,
-                 keras.callbacks.BackupAndRestore(str(folder / "backup"))]
+                 guard, checkpoint]
     if all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):  # tf.summary
         callbacks.append(keras.callbacks.TensorBoard(
             str(out / "tensorboard" / f"fold_{fold}"), write_graph=False, profile_batch=0))
-    if training.get("early_stopping"):
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor="val_gap", mode="max", patience=training["early_stopping"]))
     start = time.perf_counter()
-    try:
-        model.fit(data, epochs=training["epochs"], verbose=1 if progress else 0,
-                  callbacks=callbacks)
-    except Exception as e:
-        if not is_out_of_memory(e):
-            raise
-        raise Yt8mError(
-            f"{spec.source}: fold {fold} ran out of memory ({type(e).__name__}). Lower "
-            f"training.batch_size (now {training.get('batch_size')}) or num_frames (now "
-            f"{training.get('num_frames')}), or set mixed_precision: mixed_bfloat16; then run "
-            f"again: the fold resumes from its last finished epoch") from e
+    if not checkpoint.finished(training["epochs"]):
+        try:
+            # shuffle=False: the loader's own order is a function of (seed, epoch); Keras'
+            # batch shuffle draws from the global `random` state, which a resume cannot restore
+            model.fit(data, epochs=training["epochs"], initial_epoch=initial_epoch,
+                      shuffle=False, verbose=1 if progress else 0, callbacks=callbacks)
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            raise Yt8mError(
+                f"{spec.source}: fold {fold} ran out of memory ({type(e).__name__}). Lower "
+                f"training.batch_size (now {training.get('batch_size')}) or num_frames (now "
+                f"{training.get('num_frames')}), or set mixed_precision: mixed_bfloat16; then "
+                f"run again: the fold resumes from its last finished epoch") from e
     seconds = time.perf_counter() - start
     if guard.where is not None:
         epoch, step = guard.where
-        shutil.rmtree(folder / "backup", ignore_errors=True)
+        checkpoint.clear()
         raise Yt8mError(f"{spec.source}: training diverged in fold {fold}, epoch {epoch + 1}, at "
                         f"{step} became NaN; lower the learning rate or set clipnorm, then "
                         f"run again. Other folds' outputs are untouched")
-    if not best_path.is_file():
+    best_path = checkpoint.best_weights()
+    if best_path is None:
         raise Yt8mError(f"{spec.source}: fold {fold} finished without a best epoch")
-    model.load_weights(str(best_path))
+    try:
+        model.load_weights(str(best_path))
+    except (OSError, ValueError) as e:
+        if _attempt:
+            raise
+        log(out, f"{best_path}: damaged ({type(e).__name__}: {e}); fold {fold} starts again")
+        checkpoint.clear()
+        return train_fold(spec, out, cache, fold, progress, models, _attempt=1)
     oof = predict_logits(model, held_out)
     test = (predict_logits(model, CacheBatches(cache, test_rows, spec.level, training, False))
             if len(test_rows) else np.zeros((0, cache.num_classes), np.float32))
     scores = evaluate(oof, cache.label_lists(val_rows), from_logits=True)
     predictions.save(folder, "oof", cache.ids[val_rows], oof, dtype=np.float32)
     predictions.save(folder, "test", cache.ids[test_rows], test, dtype=np.float32)
+    with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
+        shutil.copyfile(best_path, tmp)
     if fold == 0:
-        model.save(out / "model.keras")
-    shutil.rmtree(folder / "backup", ignore_errors=True)
-    epochs_run = len(pd.read_csv(folder / "log.csv"))
+        with atomic_path(out / "model.keras", suffix=".keras") as tmp:
+            model.save(tmp)
+    epochs_run = checkpoint.epochs_done
     record = {"fold": fold, "config_hash": spec.config_hash(),
               "data_hash": data_fingerprint(cache), "metrics": scores,
-              "epochs": epochs_run, "train_videos": int(len(train_rows)),
+              "epochs": epochs_run, "best_epoch": checkpoint.best()[0] + 1,
+              "distribution": _distribution(), "train_videos": int(len(train_rows)),
               "seconds": round(seconds, 2),
-              "examples_per_s": round(len(train_rows) * epochs_run / max(seconds, 1e-9), 1)}
+              "examples_per_s": round(len(train_rows) * (epochs_run - initial_epoch)
+                                      / max(seconds, 1e-9), 1)}
     write_json(folder / FOLD_FILE, record)
+    checkpoint.clear_backups()
     return record
 
 
@@ -345,6 +377,11 @@ def train(spec_path, folds=None, features="features", models_dir=None, progress=
         raise Yt8mError(f"{features}/folds.csv assigns no folds; build the features first")
     out = model_dir(spec_path, models_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out, f"yt8m train {spec_path}"):
+        return _train_folds(spec, spec_path, out, cache, folds, progress, distribute)
+
+
+def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
     if invalidate_if_changed(out, spec.config_hash(), data_fingerprint(cache)):
         log(out, f"{spec_path} or the features changed since {out}/ was trained: its old "
                  f"outputs were removed")

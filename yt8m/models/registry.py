@@ -69,6 +69,10 @@ TRAINING_KEYS = {
     "eigenvalues": str, "prior_bias": bool,
 }
 SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training")
+# Training settings that must be above zero wherever they are set.
+POSITIVE_KEYS = ("batch_size", "epochs", "num_frames", "learning_rate", "decay_rate",
+                 "decay_examples", "clipnorm", "early_stopping", "eval_batch_size", "workers",
+                 "test_clips", "test_segments", "test_crop", "short_side")
 
 
 @dataclass
@@ -138,9 +142,12 @@ def check_settings(source, name, builder, presets, data, training_keys, optional
                  if a != "num_classes" and p.kind is not p.VAR_KEYWORD]
     check_keys(f"{source}: architecture of {name}", arch, arguments)
     check_keys(f"{source}: training", train, list(training_keys))
-    check_types(f"{source}: training",
-                {k: v for k, v in train.items() if not (v is None and k in optional)},
-                training_keys)
+    given = {k: v for k, v in train.items() if not (v is None and k in optional)}
+    check_types(f"{source}: training", given, training_keys)
+    for key in POSITIVE_KEYS:
+        if key in given and given[key] <= 0:
+            least = "at least 1" if training_keys[key] is int else "above 0"
+            raise Yt8mError(f"{source}: training: {key} must be {least}, got {given[key]!r}")
     return preset, arch, train
 
 

@@ -181,9 +181,13 @@ class CacheBatches(keras.utils.PyDataset):
             inputs = {"frames": batch["frames"], "mask": batch["mask"]}
         return inputs, batch["labels"]
 
+    def start_at(self, epoch):
+        """Serve epoch `epoch`'s batches next (a resumed run)."""
+        self.epoch = epoch
+        self._order = self.loader.order(epoch)
+
     def on_epoch_end(self):
-        self.epoch += 1
-        self._order = self.loader.order(self.epoch)
+        self.start_at(self.epoch + 1)
 
     def __iter__(self):  # one pass, for GapEvaluation
         for index in range(len(self)):

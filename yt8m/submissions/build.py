@@ -10,7 +10,7 @@ import numpy as np
 from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..features.build import read_vocabulary_size
-from ..fileio import write_json
+from ..fileio import atomic_path, output_lock, write_json
 from . import segments, video
 from .files import Report, is_gzip, open_text, read_lines
 
@@ -43,7 +43,9 @@ def scored_segment_classes(input_dir="input"):
 
 
 def check_file(path, features="features", level="frame", input_dir="input"):
-    """Validate any submission, choosing the format from its header; returns a `Report`."""
+    """Validate any submission, choosing the format from its header; returns a `Report`. A
+    provenance `<id>.json` beside it that does not describe it is an error (`provenance`)."""
+    provenance(path)
     if first_line(path) == segments.HEADER:
         try:
             known = segment_ids_for_test(features, level)
@@ -78,20 +80,82 @@ def file_stamp(path):
     return {"file": str(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def provenance_path(path):
+    """The provenance `<id>.json` of a submission `<id>.csv[.gz]` or `<id>.results.json` (None
+    for other names)."""
+    name = Path(path).name
+    for suffix in (".csv.gz", ".csv", ".results.json"):
+        if name.endswith(suffix):
+            return Path(path).with_name(name.removesuffix(suffix) + ".json")
+    return None
+
+
+def read_provenance(meta_path):
+    """The provenance dict in `meta_path` ({} when there is none)."""
+    if meta_path is None or not Path(meta_path).is_file():
+        return {}
+    try:
+        return json.loads(Path(meta_path).read_text())
+    except ValueError as e:
+        raise Yt8mError(f"{meta_path}: not valid JSON ({e}); delete it and write the submission "
+                        f"again") from None
+
+
+def describes(info, path, digest=None):
+    """Whether the provenance `info` records the file `path` as it is now (size and sha256)."""
+    size = Path(path).stat().st_size
+    return info.get("bytes", size) == size and info.get("sha256") == (digest or sha256(path))
+
+
+def record_provenance(meta_path, info, tmp, path):
+    """Write `info` to `meta_path` for the file finished at `tmp`, before the caller moves it onto
+    `path`; returns it with the new file's size and sha256 and the sha256 of the file it replaces.
+
+    A write stopped between the two renames leaves the old file beside a provenance that does not
+    describe it: readers refuse the pair (`provenance`) and the next write rebuilds both
+    (`existing_submission`)."""
+    info = dict(info, bytes=Path(tmp).stat().st_size, sha256=sha256(tmp),
+                replaces_sha256=sha256(path) if Path(path).is_file() else None)
+    write_json(meta_path, info)
+    return info
+
+
+def provenance(path):
+    """The provenance beside the submission `path` ({} when there is none); an error naming both
+    files when it does not describe `path` as it is."""
+    meta_path = provenance_path(path)
+    info = read_provenance(meta_path)
+    if info and Path(path).is_file() and not describes(info, path):
+        raise Yt8mError(
+            f"{meta_path} does not describe {path} (another size or sha256: a submission write "
+            f"stopped between the two files, or {Path(path).name} was edited since); run `yt8m "
+            f"submission write --source {info.get('source')} --id {info.get('id')}` to rebuild "
+            f"both, or delete {meta_path} to use the file as it is")
+    return info
+
+
 def existing_submission(path, meta_path, source, predictions_path, force=False):
     """The provenance of `path` when it is already up to date with `predictions_path`, else None
-    (write it). A file made from an earlier version of the same source may be replaced; one
-    made from another source, or edited by hand, is an error unless `force`."""
+    (write it). A file made from an earlier version of the same source may be replaced, and so
+    may the old file a write that stopped between the file and its provenance left; one made
+    from another source, or edited by hand, is an error unless `force`."""
     if not path.exists() or force:
         return None
-    old = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    old = read_provenance(meta_path)
     digest = sha256(path)
-    if old.get("predictions") == file_stamp(predictions_path) and old.get("sha256") == digest:
-        return old
-    if old.get("source") != str(source) or old.get("sha256") != digest:
-        raise Yt8mError(f"{path} already exists and was not made from {predictions_path}; pass "
-                        f"--force (FORCE=1) to replace it or choose another id")
-    return None
+    if describes(old, path, digest):
+        if old.get("predictions") == file_stamp(predictions_path):
+            return old
+        if old.get("source") == str(source):
+            return None
+        raise Yt8mError(f"{path} already exists and was made from {old.get('source')}, not "
+                        f"{predictions_path}; pass --force (FORCE=1) to replace it or choose "
+                        f"another id")
+    if old.get("replaces_sha256") == digest:  # a write stopped between its two renames
+        return None
+    raise Yt8mError(f"{path} already exists and {meta_path} does not describe it (edited by "
+                    f"hand, or not written by yt8m); pass --force (FORCE=1) to replace it or "
+                    f"choose another id")
 
 
 def choose_source(source=None, roots=("ensembles", "models")):
@@ -117,44 +181,49 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
     replaced with `force`.
     """
     source = choose_source(source)
-    preds = predictions.load(source, "test")
     sub_id = sub_id or source.name
     path = Path(output) / f"{sub_id}.csv{'.gz' if gz else ''}"
     meta_path = Path(output) / f"{sub_id}.json"
-    fingerprint = file_stamp(preds.path)
-    current = existing_submission(path, meta_path, source, preds.path, force)
-    if current:
-        return path, current, False
-    ids, num_classes = test_ids(features, level)
-    logits = preds.logits if ids is None else preds.aligned_to(ids)
-    ids = preds.ids if ids is None else ids
-    if num_classes is not None and logits.shape[1] != num_classes:
-        raise Yt8mError(f"{preds.path}: {logits.shape[1]} classes, the features have {num_classes}")
-    rows = video.write(path, ids, logits, top_k=top_k, from_logits=True)
-    report = video.check(path, test_ids=ids, classes=valid_classes(input_dir, logits.shape[1]),
-                         top_k=min(top_k, logits.shape[1]))
-    if not report.ok:
-        path.unlink()
-        raise Yt8mError("the written submission failed its own check:\n" + report.format(10))
-    metrics = predictions.source_metrics(source)
-    provenance = {
-        "id": sub_id,
-        "file": str(path),
-        "source": str(source),
-        "source_kind": source.parent.name.rstrip("s") or "folder",
-        "config_hash": metrics.get("config_hash"),
-        "oof": metrics.get("oof"),
-        "rows": rows,
-        "classes": int(logits.shape[1]),
-        "top_k": top_k,
-        "competition": competition,
-        "predictions": fingerprint,
-        "sha256": sha256(path),
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "yt8m_version": __version__,
-    }
-    write_json(meta_path, provenance)
-    return path, provenance, True
+    with output_lock(output, f"yt8m submission write {sub_id}"):  # one writer per folder
+        preds = predictions.load(source, "test")
+        fingerprint = file_stamp(preds.path)
+        current = existing_submission(path, meta_path, source, preds.path, force)
+        if current:
+            return path, current, False
+        ids, num_classes = test_ids(features, level)
+        logits = preds.logits if ids is None else preds.aligned_to(ids)
+        ids = preds.ids if ids is None else ids
+        if num_classes is not None and logits.shape[1] != num_classes:
+            raise Yt8mError(f"{preds.path}: {logits.shape[1]} classes, the features have "
+                            f"{num_classes}")
+        # the CSV is checked at a temporary path, then <id>.json goes first and the CSV after
+        # it (`record_provenance`)
+        with atomic_path(path, ".tmp.gz" if gz else ".tmp") as tmp:
+            rows = video.write(tmp, ids, logits, top_k=top_k, from_logits=True)
+            report = video.check(tmp, test_ids=ids,
+                                 classes=valid_classes(input_dir, logits.shape[1]),
+                                 top_k=min(top_k, logits.shape[1]))
+            if not report.ok:
+                report.path = path
+                raise Yt8mError("the written submission failed its own check:\n" +
+                                report.format(10))
+            metrics = predictions.source_metrics(source)
+            info = record_provenance(meta_path, {
+                "id": sub_id,
+                "file": str(path),
+                "source": str(source),
+                "source_kind": source.parent.name.rstrip("s") or "folder",
+                "config_hash": metrics.get("config_hash"),
+                "oof": metrics.get("oof"),
+                "rows": rows,
+                "classes": int(logits.shape[1]),
+                "top_k": top_k,
+                "competition": competition,
+                "predictions": fingerprint,
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "yt8m_version": __version__,
+            }, tmp, path)
+    return path, info, True
 
 
 def resolve(sub, output="submissions"):
@@ -169,10 +238,9 @@ def resolve(sub, output="submissions"):
 
 def default_message(path):
     """A submission message from the provenance beside `path`."""
-    meta = Path(str(path).removesuffix(".gz")).with_suffix(".json")
-    if not meta.is_file():
+    info = provenance(path)
+    if not info:
         return f"{Path(path).name} (yt8m {__version__})"
-    info = json.loads(meta.read_text())
     gap = (info.get("oof") or {}).get("gap")
     estimate = f", OOF GAP {gap:.5f}" if isinstance(gap, float) else ""
     return f"{info.get('source', path)}{estimate} (yt8m {__version__})"

@@ -21,9 +21,9 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import Yt8mError
-from ..fileio import write_json
+from ..fileio import atomic_path, output_lock, write_json
 from ..predictions import source_metrics
-from .build import existing_submission, file_stamp, sha256
+from .build import existing_submission, file_stamp, record_provenance
 
 TOP_K = 5
 RESULTS_KEYS = ("version", "results", "external_data")
@@ -121,28 +121,28 @@ def write_results(source, output="submissions", sub_id=None, force=False):
     sub_id = sub_id or source.name
     path = Path(output) / f"{sub_id}.results.json"
     meta_path = Path(output) / f"{sub_id}.json"
-    current = existing_submission(path, meta_path, source, scores_path, force)
-    if current:
-        return path, current, False
-    with np.load(scores_path) as saved:
-        ids, scores, classes = saved["video_ids"], saved["scores"], list(saved["classes"])
-    metrics = source_metrics(source)
-    pretrained = metrics.get("pretrained")
-    external = {"used": bool(pretrained),
-                "details": f"ResNet initialised from ImageNet weights ({pretrained})"
-                if pretrained else "none: trained from scratch on the training split"}
-    data = results(ids, scores.mean(axis=1), classes, f"Kinetics-{len(classes)}", external)
-    problems = check_results(data, classes, ids)
-    if problems:
-        raise Yt8mError("the results failed their own check: " + "; ".join(problems))
-    write_json(path, data)
-    provenance = {"id": sub_id, "file": str(path), "source": str(source),
-                  "source_kind": "model", "config_hash": metrics.get("config"),
-                  "validate": metrics.get("validate"), "dataset": metrics.get("dataset"),
-                  "rows": len(ids),
-                  "classes": len(classes), "top_k": min(TOP_K, len(classes)),
-                  "predictions": file_stamp(scores_path), "sha256": sha256(path),
-                  "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                  "yt8m_version": __version__}
-    write_json(meta_path, provenance)
-    return path, provenance, True
+    with output_lock(output, f"yt8m submission write {sub_id}"):  # one writer per folder
+        current = existing_submission(path, meta_path, source, scores_path, force)
+        if current:
+            return path, current, False
+        with np.load(scores_path) as saved:
+            ids, scores, classes = saved["video_ids"], saved["scores"], list(saved["classes"])
+        metrics = source_metrics(source)
+        pretrained = metrics.get("pretrained")
+        external = {"used": bool(pretrained),
+                    "details": f"ResNet initialised from ImageNet weights ({pretrained})"
+                    if pretrained else "none: trained from scratch on the training split"}
+        data = results(ids, scores.mean(axis=1), classes, f"Kinetics-{len(classes)}", external)
+        problems = check_results(data, classes, ids)
+        if problems:
+            raise Yt8mError("the results failed their own check: " + "; ".join(problems))
+        with atomic_path(path) as tmp:  # <id>.json first, then the results (`record_provenance`)
+            write_json(tmp, data)
+            info = record_provenance(meta_path, {
+                "id": sub_id, "file": str(path), "source": str(source), "source_kind": "model",
+                "config_hash": metrics.get("config"), "validate": metrics.get("validate"),
+                "dataset": metrics.get("dataset"), "rows": len(ids), "classes": len(classes),
+                "top_k": min(TOP_K, len(classes)), "predictions": file_stamp(scores_path),
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "yt8m_version": __version__}, tmp, path)
+    return path, info, True
