@@ -14,6 +14,10 @@ FOLDS ?=
 PARTITION ?= 2/frame/train
 SHARD ?= 1,100
 MIRROR ?= us
+# make download-features: the fraction is fetched in PARTS pieces, each converted then deleted
+PARTS ?= 10
+# make features DELETE_INPUT=1: delete each source shard once its conversion is verified
+DELETE_INPUT ?=
 COMPETITION ?= youtube8m-2018
 # make train: MODEL=<id> (models/<id>.yaml), FOLD=k (default: every fold), DISTRIBUTE=1 (data
 # parallel over the local GPUs)
@@ -36,7 +40,7 @@ MSG ?=
 
 .PHONY: help all setup sample features train train-all ensemble tensorboard lab submission submit test \
         sample-video train-video \
-        test-slow lint format bench download download-kaggle clean-features clean
+        test-slow lint format bench bench-scale download download-features download-kaggle clean-features clean
 
 help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -60,8 +64,9 @@ $(VENV)/.installed: pyproject.toml
 sample: setup ## Generate the sample competition into input/ (a no-op when it is already there)
 	$(YT8M) sample
 
-features: setup ## Decode input/ shards into the features/ cache and assign folds (LEVEL, WORKERS, FOLDS)
-	$(YT8M) features --level $(LEVEL) --workers $(WORKERS) $(if $(FOLDS),--folds $(FOLDS))
+features: setup ## Decode input/ shards into the features/ cache and assign folds (LEVEL, WORKERS, FOLDS, DELETE_INPUT=1)
+	$(YT8M) features --level $(LEVEL) --workers $(WORKERS) $(if $(FOLDS),--folds $(FOLDS)) \
+	  $(if $(DELETE_INPUT),--delete-input)
 
 train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into models/<id>/
 	@test -n "$(MODEL)" || { echo "make train: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
@@ -123,8 +128,15 @@ format: setup ## Apply the lint fixes ruff can make
 bench: setup ## Measure cache build, loader and scoring throughput; writes features/bench.md
 	$(YT8M) bench
 
+bench-scale: setup ## Every stage's time and peak memory at 10k and 40k videos; writes features/scale.md
+	$(YT8M) bench --scale
+
 download: setup ## Fetch real shards with the official download.py (PARTITION=2/frame/train SHARD=1,100 MIRROR=us)
 	$(YT8M) download --partition $(PARTITION) --shard $(SHARD) --mirror $(MIRROR)
+
+download-features: setup ## Download and convert piece by piece, deleting the shards of input/<level>/ once converted: about 1x the disk (PARTITION SHARD PARTS=10 MIRROR WORKERS FOLDS)
+	$(YT8M) download --partition $(PARTITION) --shard $(SHARD) --mirror $(MIRROR) --parts $(PARTS) \
+	  --convert --delete-input --workers $(WORKERS) $(if $(FOLDS),--folds $(FOLDS))
 
 download-kaggle: setup ## Fetch a competition's Kaggle files into input/kaggle (COMPETITION=youtube8m-2018)
 	$(VENV)/bin/kaggle competitions download $(COMPETITION) -p input/kaggle

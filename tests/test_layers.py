@@ -211,11 +211,12 @@ def test_layers_demo_models_and_stnet_pass_on_jax():
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the JAX run itself")
 def test_oof_training_and_stnet_training_pass_on_jax():
     """Out-of-fold training with its resume and data parallelism, and a StNet spec's training,
-    evaluation and results file, under JAX. (The settings checks, TensorBoard curves and
-    best-epoch bookkeeping do not depend on the backend and run once, under TensorFlow.)"""
+    evaluation and results file, under JAX. (The settings checks, TensorBoard curves,
+    best-epoch bookkeeping and the top-k store do not depend on the backend and run once, under
+    TensorFlow.)"""
     _pytest_under_jax(ROOT / "tests" / "test_oof.py",
                       str(ROOT / "tests" / "test_kinetics_training.py") +
                       "::test_stnet_spec_trains_evaluates_and_writes_results",
                       deselect="not divergence and not best_epoch and not out_of_range and not "
                                "tensorboard and not extra_training and not out_of_memory and not "
-                               "fingerprint and not nan_guard")
+                               "fingerprint and not nan_guard and not top_k")

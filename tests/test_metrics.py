@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
+from yt8m import metrics
 from yt8m.errors import Yt8mError
 from yt8m.heap_metrics import heap_gap_and_map
 from yt8m.metrics import Evaluator, evaluate, gap, hit_at_one, mean_ap, perr, top_candidates
@@ -166,7 +167,7 @@ def test_memory_is_per_top_k_not_per_class():
     rng = np.random.default_rng(0)
     for _ in range(3):
         ev.update(rng.random((1000, 3862), dtype=np.float32), [[1, 2]] * 1000)
-    assert ev.kept_bytes <= 3000 * 20 * (4 + 4 + 1)
+    assert ev.kept_bytes <= 3000 * 20 * (4 + 2 + 1)  # float32 score, uint16 class, bool hit
 
 
 def test_top_k_submission_form_matches_dense():
@@ -190,3 +191,67 @@ def test_bad_inputs_are_clear_errors():
         gap(np.zeros((2, 3)), np.zeros((2, 4)))
     with pytest.raises(Yt8mError, match="2 label lists for 1 videos"):
         gap(np.zeros((1, 3)), [[0], [1]])
+
+
+def tied_cases():
+    """Predictions whose kept scores tie in every way: float16, few values, all equal, signed
+    zeros and infinities among negatives."""
+    rng = np.random.default_rng(11)
+    few = rng.integers(-2, 3, (100, 40)).astype(np.float32)
+    signed = rng.choice(np.array([-np.inf, -1.5, -0.0, 0.0, 0.25], np.float32), (100, 40))
+    return [rng.normal(size=(100, 40)).astype(np.float16), few, np.zeros((100, 40), np.float32),
+            signed]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_chunked_sums_equal_one_pass_across_chunk_and_tie_boundaries(monkeypatch, case):
+    p = tied_cases()[case]
+    y = np.random.default_rng(case).random(p.shape) < 0.1
+
+    def scored():
+        ev = Evaluator(40, 20, from_logits=True)
+        ev.update(p, y)
+        return ev.result(), ev.average_precisions()
+
+    one_pass, one_pass_aps = scored()
+    for chunk in (3, 50):  # runs of ties and classes cut by chunk ends, runs over many chunks
+        monkeypatch.setattr(metrics, "_CHUNK_ITEMS", chunk)
+        chunked, chunked_aps = scored()
+        assert chunked == pytest.approx(one_pass, abs=1e-12)
+        np.testing.assert_allclose(chunked_aps, one_pass_aps, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_float32_key_sort_equals_the_float64_argsort(case):
+    p = tied_cases()[case].astype(np.float32)
+    y = np.random.default_rng(case).random(p.shape) < 0.1
+    as32 = Evaluator(40, 20, from_logits=True)
+    as32.update(p, y)
+    as64 = Evaluator(40, 20, from_logits=True)
+    as64.update(p.astype(np.float64), y)
+    assert as32._scores[0].dtype == np.float32 and as64._scores[0].dtype == np.float64
+    assert as32.result() == as64.result()  # the same order and ties, so the same sums
+    np.testing.assert_array_equal(as32.average_precisions(), as64.average_precisions())
+    np.testing.assert_array_equal(as32._ranked()[0], as64._ranked()[0].astype(np.float32))
+
+
+def test_result_can_be_asked_again_and_between_updates():
+    rng = np.random.default_rng(2)
+    p = rng.random((900, 60)).astype(np.float32)
+    y = rng.random((900, 60)) < 0.05
+    ev = Evaluator(60)
+    ev.update(p[:400], y[:400])
+    first = ev.result()
+    assert ev.result() == first
+    ev.update(p[400:], y[400:])
+    assert ev.result() == pytest.approx(evaluate(p, y), abs=1e-12)
+
+
+def test_more_classes_than_uint16_keep_int32_ids():
+    ev = Evaluator(70_000, top_k=2)
+    p = np.zeros((2, 70_000), np.float32)
+    p[0, 69_999], p[1, 5] = 2.0, 1.0
+    ev.update(p, [[69_999], [6]])
+    assert ev._classes[0].dtype == np.int32
+    assert ev.result()["gap"] == 0.5
+    assert ev.average_precisions()[69_999] == 1.0

@@ -240,3 +240,26 @@ def test_training_settings_out_of_range_name_the_file_and_key(workspace):
         Path("models/bad.yaml").write_text(SPEC.replace("num_frames: 16", setting))
         with pytest.raises(Yt8mError, match=f"models/bad.yaml: training: {message}"):
             oof.train("models/bad.yaml", [0])
+
+
+def test_a_top_k_store_scores_the_same_and_is_read_like_the_dense_one(workspace):
+    cache = workspace
+    oof.train("models/flog.yaml", models_dir="dense")
+    Path("models/flog.yaml").write_text(SPEC + "predictions: {top_k: 20}\n")
+    metrics, _ = oof.train("models/flog.yaml", models_dir="topk")
+    dense = json.loads(Path("dense/flog/metrics.json").read_text())
+    for name in ("gap", "hit_at_one", "perr", "map"):  # every metric reads at most the top 20
+        assert metrics["oof"][name] == pytest.approx(dense["oof"][name], abs=1e-9)
+    for part in ("oof", "test"):
+        full, compact = predictions.load("dense/flog", part), predictions.load("topk/flog", part)
+        np.testing.assert_array_equal(full.ids, compact.ids)
+        rows = compact.logits[3:7]  # dense float32 rows, like a memory-mapped array's
+        assert rows.shape == (4, cache.num_classes)
+        best = np.argsort(-np.asarray(full.logits[3:7], np.float32), axis=1, kind="stable")
+        got = np.argsort(-rows, axis=1, kind="stable")
+        assert (best[:, :10] == got[:, :10]).mean() > 0.95  # float16 ties may swap a pair
+        assert not Path(f"topk/flog/{part}_logits.npy").exists()
+    size = sum(p.stat().st_size for p in Path("topk/flog").glob("oof_*.npy"))
+    assert size < Path("dense/flog/oof_logits.npy").stat().st_size / 50
+    # the submission writer reads it transparently
+    assert main(["submission", "write", "--source", "topk/flog", "--id", "topk"]) == 0

@@ -11,7 +11,7 @@ from yt8m.cli import main
 from yt8m.errors import Yt8mError
 from yt8m.features.cache import FeatureCache
 from yt8m.fileio import output_lock
-from yt8m.metrics import evaluate
+from yt8m.metrics import Evaluator, evaluate
 from yt8m.submissions import kaggle, segments, video
 from yt8m.submissions.build import sha256, write_submission
 
@@ -378,3 +378,52 @@ def test_a_kinetics_results_write_stopped_between_its_two_files_is_rebuilt(tmp_p
     with output_lock(out, "a test holding it"), \
             pytest.raises(Yt8mError, match=f"being written by process {os.getpid()}"):
         kinetics.write_results(source, out, force=True)
+
+
+def test_chunked_write_and_score_equal_one_chunk(tmp_path, monkeypatch):
+    ids = [f"v{i}" for i in range(11)]
+    logits = logits_for(11, 50, seed=4)
+    truth = [[int(np.argmax(row))] if i % 3 else [7, 8] for i, row in enumerate(logits)]
+    key = tmp_path / "solution.csv"
+    key.write_text("VideoId,Labels\n" + "".join(
+        f"{v},{' '.join(map(str, t))}\n" for v, t in zip(ids, truth, strict=True)))
+    whole = tmp_path / "whole.csv"
+    video.write(whole, ids[:9], logits[:9])  # v9 and v10 have no row: their labels are missed
+    monkeypatch.setattr(video, "_ROWS_PER_CHUNK", 2)
+    chunked = tmp_path / "chunked.csv"
+    video.write(chunked, ids[:9], logits[:9])
+    assert chunked.read_bytes() == whole.read_bytes()
+    result = video.score(chunked, key, 50)
+    _, labels, scores = video.read(chunked)  # all rows at once, the rowless videos padded
+    at_once = Evaluator(50)
+    at_once.update_top_k(np.vstack([labels, np.full((2, 20), -1)]),
+                         np.vstack([scores, np.zeros((2, 20))]), truth)
+    assert result == pytest.approx(at_once.result(), abs=1e-12) and result["videos"] == 11
+    assert 0.2 < result["gap"] < 1
+    key.write_text("VideoId,Labels\n" + "".join(f"{v},1\n" for v in ids[2:]))
+    with pytest.raises(Yt8mError, match="2 videos are not in .*e.g. v0, v1"):
+        video.score(chunked, key, 50)
+
+
+def test_rows_are_read_in_the_expected_order_without_a_dense_copy(tmp_path):
+    from yt8m.submissions.build import RowView, aligned_rows
+
+    logits = logits_for(6, 50, seed=2)
+    predictions.save(tmp_path, "test", ["f", "e", "d", "c", "b", "a"], logits)
+    preds = predictions.load(tmp_path, "test")
+    view = aligned_rows(preds, np.array(["a", "c", "b", "d", "e", "f"]))
+    assert isinstance(view, RowView) and view.shape == (6, 50) and len(view) == 6
+    np.testing.assert_array_equal(view[1:3], preds.logits[[3, 4]])
+    with pytest.raises(Yt8mError, match="1 missing .*zz.*1 unexpected"):
+        aligned_rows(preds, np.array(["a", "b", "c", "d", "e", "zz"]))
+
+
+def test_check_reads_line_by_line_and_reports_bad_bytes_after_good_rows(tmp_path):
+    ids = [f"v{i:04d}" for i in range(400)]
+    path = tmp_path / "s.csv"
+    video.write(path, ids, logits_for(400, 50))
+    path.write_bytes(path.read_bytes() + b"zzzz,\xff\n")
+    report = video.check(path, test_ids=ids)
+    assert report.rows > 300  # the rows before the bad bytes' block were read and checked
+    assert any("cannot be read as UTF-8" in text for _, text in report.problems)
+    assert all("UTF-8" in text or "have no row" in text for _, text in report.problems)

@@ -47,17 +47,24 @@ def _features(args):
     manifest = build_features(args.input, args.features, level=args.level, workers=args.workers,
                               num_folds=args.folds, fold_splits=args.fold_splits.split(","),
                               max_frames=args.max_frames, skip_corrupt=args.skip_corrupt,
-                              progress=not args.quiet)
+                              progress=not args.quiet, delete_input=args.delete_input)
+    _features_summary(manifest, args.level, args.input)
+
+
+def _features_summary(manifest, level, input_dir):
     total = sum(t["videos"] for t in manifest["totals"].values())
-    print(f"features/{args.level}: {len(manifest['shards'])} shards, {total} videos "
-          f"({manifest['converted_now']} shards converted now, {manifest['seconds']:.1f} s); "
-          f"dataset {manifest['version']}, {manifest['num_classes']} classes")
+    deleted = (f", {manifest['deleted_now']} source shards deleted"
+               if manifest.get("deleted_now") else "")
+    print(f"features/{level}: {len(manifest['shards'])} shards, {total} videos "
+          f"({manifest['converted_now']} shards converted now{deleted}, "
+          f"{manifest['seconds']:.1f} s); dataset {manifest['version']}, "
+          f"{manifest['num_classes']} classes")
     if manifest["skipped_records"]:
         print(f"warning: {manifest['skipped_records']} corrupt records were skipped (listed per "
-              f"shard in features/{args.level}/<shard>/meta.json)", file=sys.stderr)
+              f"shard in features/{level}/<shard>/meta.json)", file=sys.stderr)
     if manifest["orphaned_shards"]:
         print(f"note: {len(manifest['orphaned_shards'])} cached shards have no source in "
-              f"{args.input}/{args.level}/ any more and are not in the manifest: "
+              f"{input_dir}/{level}/ any more and are not in the manifest: "
               f"{', '.join(manifest['orphaned_shards'][:5])}", file=sys.stderr)
 
 
@@ -104,15 +111,37 @@ def _inspect(args):
 
 
 def _download(args):
-    from yt8m.input.download import download
+    from yt8m.input.download import download, download_and_convert, split_shard
 
-    target = download(args.partition, args.shard, args.mirror, args.input)
+    if args.delete_input and not args.convert:
+        raise Yt8mError("--delete-input deletes the shards once converted, so it needs --convert")
+    if args.convert:
+        download_and_convert(args.partition, args.shard, args.parts, args.mirror, args.input,
+                             args.features, workers=args.workers, num_folds=args.folds,
+                             skip_corrupt=args.skip_corrupt, delete_input=args.delete_input,
+                             progress=not args.quiet, report=_features_summary)
+        return
+    for shard in split_shard(args.shard, args.parts):
+        target = download(args.partition, shard, args.mirror, args.input)
     print(f"shards of {args.partition} (part {args.shard}) are in {target}/; next: make features")
 
 
 def _bench(args):
     from yt8m.bench import model_throughput, run_benchmarks
 
+    if args.scale:
+        from yt8m.bench import _machine
+        from yt8m.bench_scale import scale_table
+        from yt8m.fileio import write_text
+
+        sizes = tuple(int(n) for n in args.sizes.split(","))
+        table, _ = scale_table(sizes)
+        text = (f"Machine: {_machine()}\n\nMethod: `yt8m.bench_scale` (each stage alone in a "
+                f"fresh process; peak anonymous memory over the process's start).\n\n{table}\n")
+        write_text(args.output if args.output != "features/bench.md" else "features/scale.md",
+                   text)
+        print(text)
+        return
     if args.models:
         from yt8m.fileio import write_text
         from yt8m.models.registry import models
@@ -396,6 +425,10 @@ def build_parser():
     p.add_argument("--skip-corrupt", action="store_true",
                    help="skip records that fail their checksum or do not parse, counting them in "
                         "the manifest, instead of stopping (for large real downloads)")
+    p.add_argument("--delete-input", action="store_true",
+                   help="delete each source shard once the manifest lists it and its converted "
+                        "folder reads back with the checksums in its meta.json (the cache then "
+                        "replaces the TFRecords; later builds keep such shards)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = command("info", _info, "summarize the feature cache",
@@ -413,12 +446,28 @@ def build_parser():
     p = command("download", _download, "fetch real shards with the official download.py",
                 "Run the dataset's official download.py inside input/<level>/ for one partition "
                 "(or the m-th of n parts of it with --shard m,n), then fetch vocabulary.csv. "
-                "Re-running resumes: shards already there are skipped.")
+                "Re-running resumes: shards already there are skipped. With --convert, download "
+                "in --parts pieces and build the feature cache after each; with --delete-input "
+                "too, each piece's shards are deleted once converted and verified, so the disk "
+                "holds the cache plus one piece (about 1x the data, not 2x).")
     p.add_argument("--partition", default="2/frame/train",
                    help="VERSION/LEVEL/SPLIT, e.g. 2/frame/validate or 2/video/test")
     p.add_argument("--shard", default="1,100", help="m,n: the m-th of n parts")
     p.add_argument("--mirror", default="us", choices=["us", "eu", "asia"])
     p.add_argument("--input", default="input")
+    p.add_argument("--parts", type=int, default=1,
+                   help="download the --shard fraction in this many pieces, one after the other")
+    p.add_argument("--convert", action="store_true",
+                   help="run `yt8m features` (for the partition's level) after each piece")
+    p.add_argument("--delete-input", action="store_true",
+                   help="with --convert: build with `yt8m features --delete-input`, deleting "
+                        "the shards of input/<level>/ once converted and verified")
+    p.add_argument("--features", default="features")
+    p.add_argument("--workers", type=int, default=2, help="shards converted in parallel")
+    p.add_argument("--folds", type=int,
+                   help="number of folds K (default: the K of an existing folds.csv, else 5)")
+    p.add_argument("--skip-corrupt", action="store_true", help="as for `yt8m features`")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = command("bench", _bench, "measure cache, loader, scoring and model throughput",
                 "Generate a benchmark competition in a temporary folder, time the cache build "
@@ -435,6 +484,10 @@ def build_parser():
     p.add_argument("--preset", default="demo", choices=["demo", "paper"])
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--mixed-precision", help="Keras dtype policy, e.g. mixed_bfloat16")
+    p.add_argument("--scale", action="store_true",
+                   help="instead: every stage's time and peak memory on a synthetic "
+                        "competition at two sizes (--sizes), into features/scale.md")
+    p.add_argument("--sizes", default="10000,40000", help="labeled videos, comma-separated")
 
     p = command("train", _train, "train model specs out-of-fold over the shard folds",
                 "For each spec (models/<id>.yaml), train every fold not yet trained on the other "

@@ -1,22 +1,40 @@
-"""Stored predictions: float16 logits aligned to the feature cache's rows, ids beside them.
+"""Stored predictions: logits aligned to the feature cache's rows, ids beside them.
 
-A model or ensemble folder (`models/<id>/`, `ensembles/<id>/`) holds one pair of files per part:
+A model or ensemble folder (`models/<id>/`, `ensembles/<id>/`) holds, per part, either the dense
+form
 
-    <part>_logits.npy   (videos, classes) float16 logits, memory-mapped on load
-    <part>_ids.npy      (videos,) video ids, same order
+    <part>_logits.npy         (videos, classes) float16 logits, memory-mapped on load
+    <part>_ids.npy            (videos,) video ids, same order
 
-`part` is `oof` (out-of-fold rows of the labeled folds) or `test`. `metrics.json` beside them
-carries the source's scores (`{"oof": {"gap": ...}, "config_hash": ...}`).
+or the compact top-k form (a model spec's `predictions: {top_k: K}`), K/classes of the size:
+
+    <part>_topk_logits.npy    (videos, K) float16 (float32 for a fold's parts, which are
+                              scored): each video's K highest logits, best first
+    <part>_topk_classes.npy   (videos, K) int16/int32: their classes
+    <part>_floor.npy          (videos,) the value every other class reads as (the
+                              video's (K+1)-th highest logit, so that no class outside the kept
+                              ones outranks a kept one)
+    <part>_topk.json          {"num_classes", "top_k"}
+    <part>_ids.npy
+
+`load` reads either; the top-k form's `.logits` is a `TopKLogits`, which gives dense float32 rows
+for any row selection, so every reader that works chunk by chunk reads both alike. `part` is
+`oof` (out-of-fold rows of the labeled folds) or `test`. `metrics.json` beside them carries the
+source's scores (`{"oof": {"gap": ...}, "config_hash": ...}`).
 """
 
+import contextlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import Yt8mError
-from .fileio import atomic_path
+from .fileio import atomic_path, write_json
+
+CHUNK_ROWS = 8192  # rows per chunk where predictions are streamed
 
 
 @dataclass
@@ -45,9 +63,89 @@ class Predictions:
         return self.logits[np.array([position[video] for video in ids.tolist()])]
 
 
-def paths(directory, part):
+class TopKLogits:
+    """(videos, classes) logits stored as each row's top K plus a floor, read as dense float32
+    rows: `logits[rows]` for a slice, an index array or an int; `len`, `shape`, `dtype`."""
+
+    def __init__(self, values, classes, floor, num_classes):
+        self.values, self.classes, self.floor = values, classes, floor
+        self.shape = (len(floor), int(num_classes))
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        if isinstance(rows, tuple):
+            rows, columns = rows
+            return self[rows][:, columns] if np.ndim(rows) else self[rows][columns]
+        if np.isscalar(rows):
+            return self[np.array([rows])][0]
+        floor = np.asarray(self.floor[rows], np.float32)
+        out = np.repeat(floor[:, None], self.shape[1], axis=1)
+        np.put_along_axis(out, np.asarray(self.classes[rows], np.int64),
+                          np.asarray(self.values[rows], np.float32), axis=1)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        dense = self[slice(None)]
+        return dense if dtype is None else dense.astype(dtype)
+
+
+def paths(directory, part, top_k=False):
+    """The files of one part: (logits, ids), or (values, classes, floor, ids) with `top_k`."""
     directory = Path(directory)
+    if top_k:
+        return (*(directory / f"{part}_{name}.npy" for name in ("topk_logits", "topk_classes",
+                                                                "floor")),
+                directory / f"{part}_topk.json", directory / f"{part}_ids.npy")
     return directory / f"{part}_logits.npy", directory / f"{part}_ids.npy"
+
+
+def exists(directory, part):
+    """Whether `directory` holds `part` predictions, in either form."""
+    return bool(files(directory, part))
+
+
+def files(directory, part):
+    """The files of `part` in the form `directory` holds it (empty when it holds neither)."""
+    for top_k in (False, True):
+        found = paths(directory, part, top_k)
+        if all(p.is_file() for p in found):
+            return found
+    return ()
+
+
+class _TopKWriter:
+    """Item assignment of dense float32 rows, stored as top-k values, classes and floor."""
+
+    def __init__(self, values, classes, floor):
+        self.values, self.classes, self.floor = values, classes, floor
+        self.k = values.shape[1]
+        self.shape = (len(floor), None)
+
+    def __len__(self):
+        return len(self.floor)
+
+    def __setitem__(self, rows, block):
+        block = np.asarray(block, np.float32)
+        k = self.k
+        if block.shape[1] > k:  # the K+1 highest, unordered, then the K best sorted
+            part = np.argpartition(-block, k, axis=1)[:, :k + 1]
+        else:
+            part = np.broadcast_to(np.arange(block.shape[1]), block.shape).copy()
+        top = np.take_along_axis(block, part, axis=1)
+        order = np.lexsort((part, -top), axis=1)  # best first, lower class id on ties
+        part, top = np.take_along_axis(part, order, 1), np.take_along_axis(top, order, 1)
+        self.values[rows] = top[:, :k]
+        self.classes[rows] = part[:, :k]
+        self.floor[rows] = top[:, k] if top.shape[1] > k else np.float32(-np.inf)
+
+
+def _remove_other_form(directory, part, top_k):
+    for path in paths(directory, part, not top_k)[:-1]:  # never the ids, which both share
+        path.unlink(missing_ok=True)
 
 
 def save(directory, part, ids, logits, dtype=np.float16):
@@ -65,11 +163,58 @@ def save(directory, part, ids, logits, dtype=np.float16):
     for path, array in ((logits_path, logits.astype(dtype)), (ids_path, ids)):
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, array)
+    _remove_other_form(directory, part, top_k=False)
+
+
+@contextlib.contextmanager
+def writer(directory, part, ids, num_classes, dtype=np.float16, top_k=None):
+    """Yield a (len(ids), num_classes) array to fill at its final rows, in row blocks of float32
+    logits; on success it becomes the part's files (flushed, renamed, the ids last), like `save`.
+
+    Dense: a memory-mapped `<part>_logits.npy` of `dtype`. `top_k`: each assigned block is
+    reduced to its rows' top K and floor (the top-k form, values and floor of `dtype`). Memory
+    stays that of a block: the files live in the page cache, not in the process.
+    """
+    ids = np.asarray(ids).astype(str)
+    if len(np.unique(ids)) != len(ids):
+        raise Yt8mError(f"{part} predictions repeat video ids")
+    n = len(ids)
+    targets = paths(directory, part, bool(top_k))
+    if top_k:
+        k = min(int(top_k), num_classes - 1)
+        class_dtype = np.int16 if num_classes <= np.iinfo(np.int16).max else np.int32
+        shapes = [((n, k), dtype), ((n, k), class_dtype), ((n,), dtype)]
+    else:
+        shapes = [((n, num_classes), dtype)]
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(atomic_path(path, suffix=".npy"))
+                       for path in targets if path.suffix == ".npy" and path != targets[-1]]
+        arrays = [np.lib.format.open_memmap(tmp, mode="w+", dtype=d, shape=shape)
+                  for tmp, (shape, d) in zip(temporaries, shapes)]
+        yield _TopKWriter(*arrays) if top_k else arrays[0]
+        for array, tmp in zip(arrays, temporaries):
+            array.flush()
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        del arrays
+    if top_k:
+        write_json(targets[3], {"num_classes": int(num_classes), "top_k": k})
+    with atomic_path(targets[-1]) as tmp, open(tmp, "wb") as f:
+        np.save(f, ids)
+    _remove_other_form(directory, part, bool(top_k))
+
+
+def chunks(n, size=CHUNK_ROWS):
+    """Row slices of `size` covering range(n)."""
+    return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
 
 def load(directory, part):
-    """Read one part (logits memory-mapped); errors say what is missing or inconsistent."""
+    """Read one part, dense or top-k (memory-mapped); errors say what is missing or
+    inconsistent."""
     logits_path, ids_path = paths(directory, part)
+    if not logits_path.is_file() and all(p.is_file() for p in paths(directory, part, True)):
+        return _load_top_k(directory, part)
     for path in (logits_path, ids_path):
         if not path.is_file():
             raise Yt8mError(f"{path}: no {part} predictions here; train or blend this source first")
@@ -80,6 +225,24 @@ def load(directory, part):
             f"{logits_path}: shape {logits.shape} does not match the {len(ids)} ids in {ids_path}"
         )
     return Predictions(ids=ids, logits=logits, path=logits_path)
+
+
+def _load_top_k(directory, part):
+    values_path, classes_path, floor_path, meta_path, ids_path = paths(directory, part, True)
+    ids = _read(ids_path, directory)
+    values, classes, floor = (_read(p, directory, mmap_mode="r")
+                              for p in (values_path, classes_path, floor_path))
+    if not (len(values) == len(classes) == len(floor) == len(ids)) or \
+            values.shape != classes.shape:
+        raise Yt8mError(f"{values_path}: the top-k files of {part} disagree in shape with each "
+                        f"other or with the {len(ids)} ids in {ids_path}; write them again")
+    try:
+        num_classes = int(json.loads(meta_path.read_text())["num_classes"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise Yt8mError(f"{meta_path}: unreadable ({e}); retrain or re-blend {directory} to "
+                        f"write it again") from None
+    return Predictions(ids=ids, logits=TopKLogits(values, classes, floor, num_classes),
+                       path=values_path)
 
 
 def _read(path, directory, **kwargs):
@@ -120,7 +283,7 @@ def find_sources(roots=("ensembles", "models")):
         if not root.is_dir():
             continue
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            if all(p.is_file() for p in paths(folder, "test")):
+            if exists(folder, "test"):
                 found.append((folder, source_metrics(folder)))
 
     def gap(item):

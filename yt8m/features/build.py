@@ -4,6 +4,12 @@
 describes a complete, consistent cache; a failed build leaves the previous manifest in place.
 `features/folds.csv` is written just before it, so every labeled shard the manifest lists has a
 fold (`FeatureCache` checks this).
+
+With `delete_input` (`yt8m features --delete-input`) each source shard is deleted only after the
+manifest and folds that list it are committed and its converted folder was read back against its
+checksums; the folder's meta.json then says `source_deleted`, and later builds keep the shard
+although its source is gone. A kill at any point therefore leaves every video either in a source
+shard or in a verified, listed converted one.
 """
 
 import concurrent.futures as cf
@@ -26,6 +32,10 @@ from yt8m.features.convert import (
     convert_task,
     die_with_parent,
     is_current,
+    mark_source_deleted,
+    read_meta,
+    same_conversion,
+    verify_conversion,
 )
 from yt8m.features.folds import assign_folds
 from yt8m.features.quantization import MAX_FRAMES
@@ -45,10 +55,22 @@ SPLIT_ORDER = ("train", "validate", "test")
 MANIFEST = "manifest.json"
 
 
-def list_shards(input_dir, level):
-    """The `.tfrecord` shards under `input_dir/level/`, train first, then validate, then test."""
+class TooFewShardsForFolds(Yt8mError):
+    """Fewer labeled shards than folds: a piece-by-piece download waits for the next piece."""
+
+
+def list_shards(input_dir, level, cache_dir=None):
+    """The `.tfrecord` shards under `input_dir/level/`, train first, then validate, then test.
+
+    Given `cache_dir`, also the shards converted there whose source `--delete-input` deleted
+    (their paths do not exist)."""
     folder = Path(input_dir) / level
     shards = sorted(folder.glob("*.tfrecord")) if folder.is_dir() else []
+    if cache_dir is not None and Path(cache_dir).is_dir():
+        present = {s.stem for s in shards}
+        shards += [folder / f"{d.name}.tfrecord" for d in sorted(Path(cache_dir).iterdir())
+                   if d.is_dir() and not d.name.startswith(".") and d.name not in present
+                   and (read_meta(d) or {}).get("source_deleted")]
     if not shards:
         raise Yt8mError(
             f"no .tfrecord shards under {folder}/ (expected train*.tfrecord, validate*.tfrecord "
@@ -97,14 +119,20 @@ def _first_intact_message(shard):
     return None
 
 
-def detect(shards, level, skip_corrupt=False):
+def detect(shards, level, skip_corrupt=False, deleted=None):
     """Check every shard's first record.
 
+    `deleted` maps the shards whose source `--delete-input` deleted to their meta.json; their
+    version is the one they were converted with.
     Returns the dataset version they share, the shards to convert and, with `skip_corrupt`, the
     files skipped for holding no intact record (`{"path", "problem"}` dicts).
     """
     versions, usable, unusable = {}, [], []
     for shard in shards:
+        if deleted and shard in deleted:
+            versions.setdefault(deleted[shard]["params"]["version"], shard)
+            usable.append(shard)
+            continue
         try:
             message = _first_message(shard)
         except InputError as e:
@@ -132,22 +160,25 @@ def detect(shards, level, skip_corrupt=False):
 
 def build_features(input_dir="input", features_dir="features", level="frame", workers=2,
                    num_folds=None, fold_splits=("train", "validate"), max_frames=MAX_FRAMES,
-                   skip_corrupt=False, progress=True):
+                   skip_corrupt=False, progress=True, delete_input=False):
     """Convert new or changed shards, then write the fold assignment and the manifest.
 
-    One build at a time: a second one on the same `features_dir` fails at once, naming the first.
-    Returns the manifest dict.
+    With `delete_input`, then delete each listed source shard whose conversion is verified (see
+    the module docstring). One build at a time: a second one on the same `features_dir` fails at
+    once, naming the first. Returns the manifest dict (`deleted_now`: sources deleted).
     """
     if level not in LEVELS:
         raise Yt8mError(f"unknown level {level!r}; choose one of {list(LEVELS)}")
     input_dir, features_dir = Path(input_dir), Path(features_dir)
-    shards = list_shards(input_dir, level)
+    shards = list_shards(input_dir, level, features_dir / level)
     ensure_writable(features_dir / level)
     ensure_writable(features_dir)  # folds.csv and the lock live here
     # On features/, not features/<level>/: builds of both levels write folds.csv.
     with output_lock(features_dir, f"yt8m features --level {level}"):
         manifest = _build(input_dir, features_dir, level, shards, workers, num_folds,
                           tuple(fold_splits), max_frames, skip_corrupt, progress)
+        manifest["deleted_now"] = _delete_sources(features_dir / level, manifest) \
+            if delete_input else 0
     _report(manifest, features_dir / level)
     return manifest
 
@@ -156,11 +187,20 @@ def _build(input_dir, features_dir, level, shards, workers, num_folds, fold_spli
            skip_corrupt, progress):
     from tqdm import tqdm
 
-    version, shards, unusable = detect(shards, level, skip_corrupt)
-    num_classes = read_vocabulary_size(input_dir) or VERSIONS[version].num_classes
     cache_dir = features_dir / level
+    deleted = {s: read_meta(cache_dir / s.stem) for s in shards if not s.exists()}
+    version, shards, unusable = detect(shards, level, skip_corrupt, deleted)
+    num_classes = read_vocabulary_size(input_dir) or VERSIONS[version].num_classes
     remove_stale_temporaries(cache_dir)
     params = conversion_params(level, version, num_classes, max_frames)
+    stuck = [s for s, meta in deleted.items() if not same_conversion(meta["params"], params)]
+    if stuck:
+        was = deleted[stuck[0]]["params"]
+        raise Yt8mError(
+            f"{cache_dir / stuck[0].stem}/ was converted with {was} but this build asks for "
+            f"{params}, and its source {stuck[0]} was deleted (--delete-input), so it cannot be "
+            f"converted again ({len(stuck)} such shards). Build with the settings it was "
+            f"converted with (--max-frames, vocabulary.csv), or download its source again")
     todo = [(s, cache_dir / s.stem, params, skip_corrupt) for s in shards
             if not is_current(cache_dir / s.stem, s, params)]
     errors = []
@@ -198,12 +238,46 @@ def _build(input_dir, features_dir, level, shards, workers, num_folds, fold_spli
     manifest = _manifest(cache_dir, shards, params, input_dir, fold_splits, unusable)
     # folds.csv first: if the manifest then cannot be written, the new shards have folds that
     # nothing uses yet (and keep them); the other order would leave cached videos in no fold.
-    assign_folds(features_dir, [(s["name"], s["split"], s["labeled_videos"])
-                                for s in manifest["shards"]], num_folds, fold_splits)
+    try:
+        assign_folds(features_dir, [(s["name"], s["split"], s["labeled_videos"])
+                                    for s in manifest["shards"]], num_folds, fold_splits)
+    except Yt8mError as e:
+        if "labeled shards for" in str(e):  # folds.assign_folds: fewer shards than folds
+            raise TooFewShardsForFolds(str(e)) from None
+        raise
     manifest = _write_manifest(cache_dir / MANIFEST, manifest)
     manifest["converted_now"] = len(todo)
     manifest["seconds"] = round(time.perf_counter() - started, 3)
     return manifest
+
+
+def _delete_source(path):
+    """Delete one source shard (a function of its own: the crash tests kill the build here)."""
+    os.unlink(path)
+
+
+def _delete_sources(cache_dir, manifest):
+    """Delete the source of every shard `manifest` lists (already committed, with folds.csv)
+    whose converted folder verifies; return how many were deleted.
+
+    meta.json is marked `source_deleted` before the unlink: a kill between the two leaves a
+    source whose stamp still matches, which the next build treats as current.
+    """
+    deleted = 0
+    for entry in manifest["shards"]:
+        source = Path(entry["source"])
+        if not source.exists():
+            continue  # deleted by an earlier build
+        verify_conversion(cache_dir / entry["name"], source)
+        mark_source_deleted(cache_dir / entry["name"])
+        try:
+            _delete_source(source)
+        except OSError as e:
+            raise Yt8mError(f"{source}: cannot delete it ({e.strerror or e}); its conversion is "
+                            f"verified and listed in {cache_dir / MANIFEST}. Make "
+                            f"{source.parent}/ writable, or delete the file yourself") from None
+        deleted += 1
+    return deleted
 
 
 def _report(manifest, cache_dir):

@@ -137,6 +137,19 @@ class FeatureCache:
         lo, hi = self.label_offsets[rows], self.label_offsets[np.asarray(rows) + 1]
         return [self.labels_flat[a:b] for a, b in zip(lo, hi)]
 
+    def class_frequencies(self, rows):
+        """Share of `rows` labeled with each class (float32, as `multi_hot(rows).mean(0)`), from
+        the CSR labels: no (rows x classes) matrix."""
+        rows = np.asarray(rows)
+        lo, hi = self.label_offsets[rows], self.label_offsets[rows + 1]
+        counts = np.zeros(self.num_classes, np.int64)
+        for start in range(0, len(rows), 65536):  # a chunk of rows' label ids at a time
+            part = slice(start, start + 65536)
+            flat = np.concatenate([self.labels_flat[a:b] for a, b in zip(lo[part], hi[part])]
+                                  or [np.zeros(0, np.int64)])
+            counts += np.bincount(flat, minlength=self.num_classes)[:self.num_classes]
+        return (counts / max(len(rows), 1)).astype(np.float32)
+
     def multi_hot(self, rows, dtype=np.float32):
         """Dense (len(rows), num_classes) 0/1 label matrix."""
         rows = np.asarray(rows)

@@ -10,7 +10,8 @@ A converted shard `features/<level>/<shard>/` holds (n videos, F frames kept in 
 - `means.npy` (n, 1152) float32: video-level features, the mean of the dequantized frames (or the
   record's `mean_rgb` + `mean_audio`).
 - `segment_*.npy`: the 2019 segment ratings as CSR rows, when the shard has them.
-- `meta.json`: the source's size, mtime and CRC32C, counts, skipped records, array checksums.
+- `meta.json`: the source's size, mtime and CRC32C, counts, skipped records, array checksums;
+  `source_deleted: true` once `yt8m features --delete-input` removed the source.
 
 The folder is written to a temporary name and renamed into place, so it is complete or absent.
 """
@@ -53,18 +54,104 @@ def source_stamp(source):
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def read_meta(target):
+    """The `meta.json` of a converted shard folder, or None when it is absent or unreadable."""
+    try:
+        return json.loads((Path(target) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def same_conversion(a, b):
+    """True when conversions with params `a` and `b` write the same arrays. 2018 and 2019
+    records differ only in optional segment keys, which are read either way, so a shard keeps its
+    conversion when 2019 segment-rated shards join 2018-style ones (its source may be gone)."""
+    def key(p):
+        version = VERSIONS.get(p.get("version"))
+        return {**p, "version": version.id_key if version else p.get("version")}
+    return isinstance(a, dict) and isinstance(b, dict) and key(a) == key(b)
+
+
 def is_current(target, source, params):
-    """True when `target` holds a finished conversion of `source` as it is now, with `params`."""
-    meta_path = Path(target) / "meta.json"
-    if not meta_path.exists():
+    """True when `target` holds a finished conversion of `source` as it is now, with `params`.
+
+    A missing source counts as current only when `--delete-input` deleted it (meta.json says
+    `source_deleted`) after verifying the conversion; a source that is there again (downloaded
+    anew) is compared by size and mtime like any other.
+    """
+    meta = read_meta(target)
+    if meta is None or not same_conversion(meta.get("params"), params):
         return False
     try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError):
-        return False
-    stamp = source_stamp(source)
-    return (meta.get("params") == params and meta["source"]["size"] == stamp["size"]
+        stamp = source_stamp(source)
+    except FileNotFoundError:
+        return bool(meta.get("source_deleted"))
+    return (meta["source"]["size"] == stamp["size"]
             and meta["source"]["mtime_ns"] == stamp["mtime_ns"])
+
+
+def _fsync(path, directory=False):
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def verify_conversion(target, source):
+    """Check that `target` is a complete conversion of `source` before the source is deleted.
+
+    The folder must be in place (renamed from its temporary name), its meta.json must record the
+    source's size, mtime and CRC32C with the size and mtime the source has now, and every array,
+    read back from disk, must match the shape, dtype and CRC32C recorded in meta.json. The arrays
+    are then flushed to disk (fsync), so a power cut after the deletion cannot take both copies.
+    Raises `Yt8mError` naming the folder and what to do.
+    """
+    target, source = Path(target), Path(source)
+    meta = read_meta(target)
+    keep = f"{source} was kept"
+    redo = f"delete {target}/ and run the same command again to convert {source.name} anew"
+    if meta is None:
+        raise Yt8mError(f"{target}/meta.json is missing or unreadable, so the conversion of "
+                        f"{source} cannot be verified; {keep}: {redo}")
+    recorded = meta.get("source", {})
+    if not {"size", "mtime_ns", "crc32c"} <= set(recorded):
+        raise Yt8mError(f"{target}/meta.json does not record the size, mtime and CRC32C of its "
+                        f"source; {keep}: {redo}")
+    if not meta.get("arrays"):
+        raise Yt8mError(f"{target}/meta.json lists no arrays; {keep}: {redo}")
+    stamp = source_stamp(source)
+    if (recorded["size"], recorded["mtime_ns"]) != (stamp["size"], stamp["mtime_ns"]):
+        raise Yt8mError(f"{source} changed after it was converted into {target}/ (size or mtime "
+                        f"differ); it was kept. Run the same command again to convert it anew")
+    for name, info in meta.get("arrays", {}).items():
+        path = target / f"{name}.npy"
+        try:
+            array = np.load(path, mmap_mode="r")
+            found = {"shape": list(array.shape), "dtype": str(array.dtype),
+                     "crc32c": _checksum(array)}
+        except (OSError, ValueError) as e:
+            found = {"error": str(e)}
+        if found != info:
+            raise Yt8mError(f"{path} does not match meta.json (recorded {info}, read {found}): "
+                            f"the cache is damaged; {keep}: {redo}")
+        _fsync(path)
+    _fsync(target / "meta.json")
+    _fsync(target, directory=True)
+    _fsync(target.parent, directory=True)  # the rename that put the folder in place
+
+
+def mark_source_deleted(target):
+    """Record in `target`/meta.json (atomically, flushed to disk) that its source is about to be
+    deleted by `--delete-input`, so later builds keep the shard without its source."""
+    from yt8m.fileio import write_json
+
+    target = Path(target)
+    meta = read_meta(target)
+    if not meta.get("source_deleted"):
+        write_json(target / "meta.json", {**meta, "source_deleted": True})
+        _fsync(target / "meta.json")
+        _fsync(target, directory=True)
 
 
 def _checksum(array):

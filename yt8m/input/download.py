@@ -4,10 +4,17 @@ The official way is `curl data.yt8m.org/download.py | partition=2/frame/train mi
 inside the folder that should receive the shards; `shard=m,n` fetches the m-th of n equal parts
 (`shard=1,100` is 1%). The script skips shards already there, so an interrupted download resumes.
 This module runs that script in `input/<level>/` and fetches the matching `vocabulary.csv`.
+
+`download_and_convert` fetches a fraction in pieces and builds the feature cache after each one,
+optionally deleting each piece's shards once converted: the disk then holds the cache plus one
+piece of TFRecords, not both copies of the data.
 """
 
+import hashlib
+import json
 import os
 import re
+import string
 import subprocess
 import sys
 import urllib.error
@@ -54,12 +61,69 @@ def _fetch(url, what):
                         f"partition=2/frame/train mirror=us python") from None
 
 
-def download(partition, shard="1,100", mirror="us", input_dir="input", script_url=SCRIPT_URL,
+def split_shard(shard, parts):
+    """The fraction `shard` ('m,n') as `parts` fractions of n*parts that together take exactly its
+    files: the official script puts a file in part m of n when md5(name) % n == m - 1, and the
+    residues m - 1 + n*k (k < parts) of n*parts are the ones with that remainder mod n."""
+    check_shard(shard)
+    if parts < 1:
+        raise Yt8mError(f"--parts must be at least 1 (got {parts})")
+    m, n = map(int, shard.split(","))
+    return [f"{m + n * k},{n * parts}" for k in range(parts)]
+
+
+# The official script saves remote file 'trainAB.tfrecord' as 'train' + the index of 'AB' among
+# the two-letter codes over these letters, in 4 digits.
+_FILE_LETTERS = string.ascii_lowercase + string.ascii_uppercase + string.digits
+
+
+def _local_name(remote):
+    stem, _, ext = remote.partition(".")
+    if len(stem) < 2 or not set(stem[-2:]) <= set(_FILE_LETTERS):
+        return remote
+    index = _FILE_LETTERS.index(stem[-2]) * len(_FILE_LETTERS) + _FILE_LETTERS.index(stem[-1])
+    return f"{stem[:-2]}{index:04d}.{ext}"
+
+
+def _md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _not_downloaded(target, partition, shard):
+    """Local names of the files of fraction `shard` that are missing or fail their MD5 after the
+    official script ran.
+
+    The script drops a file from `<partition>_download_plan.json` once its MD5 matches and exits
+    0 even when one does not (it prints an error and keeps the file in the plan), so the plan
+    names the suspects. No readable plan (another version of the script): nothing to report.
+    """
+    try:
+        files = json.loads((target / f"{partition.replace('/', '_')}_download_plan.json")
+                           .read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    m, n = map(int, shard.split(","))
+    bad = []
+    for remote, md5 in files.items():
+        if int(hashlib.md5(remote.encode()).hexdigest(), 16) % n != m - 1:
+            continue
+        names = {_local_name(remote), remote}
+        if not any((target / name).is_file() and _md5(target / name) == md5 for name in names):
+            bad.append(_local_name(remote))
+    return sorted(bad)
+
+
+def download(partition, shard="1,100", mirror="us", input_dir="input", script_url=None,
              vocabulary_url=None):
     """Download one partition (or a fraction of it) into `input_dir/<level>/`.
 
     Returns the folder the shards went to.
     """
+    script_url = script_url or SCRIPT_URL
     version, level, _split = parse_partition(partition)
     check_shard(shard)
     if mirror not in ("us", "eu", "asia"):
@@ -73,6 +137,13 @@ def download(partition, shard="1,100", mirror="us", input_dir="input", script_ur
         raise Yt8mError(f"the official download script failed (exit {result.returncode}) for "
                         f"partition={partition} shard={shard} mirror={mirror}; it keeps what it "
                         f"finished, so run the same command again to resume")
+    bad = _not_downloaded(target, partition, shard)
+    if bad:
+        raise Yt8mError(f"the official download script did not fetch {len(bad)} files of "
+                        f"partition={partition} shard={shard} in {target}/ "
+                        f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}): they are "
+                        f"missing or fail their MD5 (its plan still lists them). Delete those "
+                        f"that are there and run the same command again: it fetches them anew")
     vocabulary = Path(input_dir) / "vocabulary.csv"
     url = vocabulary_url or VOCABULARY_URLS.get(version)
     if url and not vocabulary.exists():
@@ -81,3 +152,44 @@ def download(partition, shard="1,100", mirror="us", input_dir="input", script_ur
         with atomic_path(vocabulary) as tmp:
             tmp.write_bytes(_fetch(url, "the vocabulary"))
     return target
+
+
+def download_and_convert(partition, shard="1,100", parts=1, mirror="us", input_dir="input",
+                         features_dir="features", workers=2, num_folds=None, skip_corrupt=False,
+                         delete_input=False, progress=True, report=None, script_url=None,
+                         vocabulary_url=None):
+    """Download fraction `shard` of `partition` in `parts` pieces and build the feature cache
+    after each; with `delete_input` each build deletes the piece's shards once they are listed in
+    the manifest and verified, so the disk holds the cache and one piece of TFRecords.
+
+    A rerun resumes: the official script's plan no longer lists the files it fetched, so finished
+    pieces download nothing and their (deleted) shards stay in the cache. A piece with fewer
+    labeled shards than folds keeps its shards until a later piece's build can assign the folds
+    (after the last piece that error stands). `report(manifest, level, input_dir)` is called
+    after each build. Returns the last manifest (None when no piece had a shard to convert).
+    """
+    from yt8m.features.build import TooFewShardsForFolds, build_features
+
+    level = parse_partition(partition)[1]
+    pieces = split_shard(shard, parts)
+    manifest = None
+    for i, piece in enumerate(pieces, 1):
+        print(f"piece {i} of {len(pieces)}: partition={partition} shard={piece}", flush=True)
+        target = download(partition, piece, mirror, input_dir, script_url, vocabulary_url)
+        if not any(target.glob("*.tfrecord")):  # a piece with no file, or one done before
+            print(f"piece {i} of {len(pieces)}: no shard to convert")
+            continue
+        try:
+            manifest = build_features(input_dir, features_dir, level, workers, num_folds,
+                                      skip_corrupt=skip_corrupt, progress=progress,
+                                      delete_input=delete_input)
+        except TooFewShardsForFolds:
+            if i == len(pieces):
+                raise
+            print(f"note: piece {i} of {len(pieces)}: fewer labeled shards than folds so far; "
+                  f"its shards are kept until a later piece's build can assign the folds",
+                  file=sys.stderr)
+            continue
+        if report is not None:
+            report(manifest, level, input_dir)
+    return manifest

@@ -34,7 +34,7 @@ import numpy as np
 from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..fileio import LOCK_FILE, atomic_path, output_lock, write_json
-from ..metrics import evaluate
+from ..metrics import Evaluator
 
 FOLD_FILE = "fold.json"
 
@@ -296,12 +296,18 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
         log(out, f"{best_path}: damaged ({type(e).__name__}: {e}); fold {fold} starts again")
         checkpoint.clear()
         return train_fold(spec, out, cache, fold, progress, models, _attempt=1)
-    oof = predict_logits(model, held_out)
-    test = (predict_logits(model, CacheBatches(cache, test_rows, spec.level, training, False))
-            if len(test_rows) else np.zeros((0, cache.num_classes), np.float32))
-    scores = evaluate(oof, cache.label_lists(val_rows), from_logits=True)
-    predictions.save(folder, "oof", cache.ids[val_rows], oof, dtype=np.float32)
-    predictions.save(folder, "test", cache.ids[test_rows], test, dtype=np.float32)
+    # float32 files written batch by batch at their rows: memory stays that of a batch
+    # (with `top_k`, the scores come from the dense batches before they are reduced)
+    evaluator = Evaluator(cache.num_classes, from_logits=True)
+    with predictions.writer(folder, "oof", cache.ids[val_rows], cache.num_classes,
+                            np.float32, spec.top_k) as oof:
+        predict_logits(model, held_out, out=oof, evaluator=evaluator)
+    scores = evaluator.result()
+    with predictions.writer(folder, "test", cache.ids[test_rows], cache.num_classes,
+                            np.float32, spec.top_k) as test:
+        if len(test_rows):
+            predict_logits(model, CacheBatches(cache, test_rows, spec.level, training, False),
+                           out=test)
     with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
         shutil.copyfile(best_path, tmp)
     if fold == 0:
@@ -321,36 +327,51 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
 
 
 def assemble(spec, out, cache):
-    """Pool the folds into `oof_*`/`test_*` predictions and `metrics.json`; returns metrics."""
-    records, oof_parts, test_sum, test_ids = [], [], None, None
-    for fold in range(cache.num_folds):
-        folder = out / f"fold_{fold}"
-        records.append(json.loads((folder / FOLD_FILE).read_text()))
-        oof_parts.append(predictions.load(folder, "oof"))
-        test = predictions.load(folder, "test")
-        if test_ids is None:
-            test_ids, test_sum = test.ids, np.asarray(test.logits, np.float64).copy()
-        else:
-            test_sum += np.asarray(test.aligned_to(test_ids), np.float64)
+    """Pool the folds into `oof_*`/`test_*` predictions and `metrics.json`; returns metrics.
+
+    Streams row chunks: the OOF rows go to their place in the cache's row order, the test
+    logits are the float64 mean of the fold models' chunks, and the scores come from the folds'
+    float32 logits, so memory is that of a chunk whatever the number of videos.
+    """
     rows = _labeled_fold_rows(cache)
-    ids = np.concatenate([part.ids for part in oof_parts])
-    if len(ids) != len(rows) or set(ids.tolist()) != set(cache.ids[rows].tolist()):
-        raise Yt8mError(f"{out}: the folds' out-of-fold predictions do not cover every labeled "
-                        f"video exactly once ({len(ids)} for {len(rows)} videos)")
-    expected_test = cache.ids[cache.rows("test")]
-    if len(test_ids) != len(expected_test):
-        raise Yt8mError(f"{out}: {len(test_ids)} test predictions for {len(expected_test)} videos")
-    position = {video: i for i, video in enumerate(ids.tolist())}
-    logits = np.concatenate([np.asarray(part.logits, np.float32) for part in oof_parts])
-    logits = logits[[position[video] for video in cache.ids[rows].tolist()]]
-    scores = evaluate(logits, cache.label_lists(rows), from_logits=True)
-    test = (test_sum / cache.num_folds).astype(np.float32)
-    predictions.save(out, "oof", cache.ids[rows], logits)
-    predictions.save(out, "test", expected_test,
-                     predictions.Predictions(test_ids, test, out).aligned_to(expected_test))
+    test_rows = cache.rows("test")
+    records, evaluator, covered = [], Evaluator(cache.num_classes, from_logits=True), 0
+    folds = [out / f"fold_{fold}" for fold in range(cache.num_folds)]
+    store = {"num_classes": cache.num_classes, "top_k": spec.top_k}
+    with predictions.writer(out, "oof", cache.ids[rows], cache.num_classes,
+                            top_k=spec.top_k) as oof:
+        for folder in folds:
+            records.append(json.loads((folder / FOLD_FILE).read_text()))
+            part = predictions.load(folder, "oof")
+            fold_rows = rows[cache.fold[rows] == records[-1]["fold"]]
+            if not np.array_equal(part.ids, cache.ids[fold_rows]):
+                raise Yt8mError(f"{part.path}: the fold's out-of-fold predictions are not its "
+                                f"videos in the cache's order; train the fold again (delete "
+                                f"{folder})")
+            at = np.searchsorted(rows, fold_rows)
+            for chunk in predictions.chunks(len(fold_rows)):
+                logits = np.asarray(part.logits[chunk], np.float32)
+                oof[at[chunk]] = logits
+                evaluator.update(logits, cache.label_lists(fold_rows[chunk]))
+            covered += len(fold_rows)
+        if covered != len(rows):
+            raise Yt8mError(f"{out}: the folds' out-of-fold predictions do not cover every "
+                            f"labeled video exactly once ({covered} for {len(rows)} videos)")
+        scores = evaluator.result()
+    tests = [predictions.load(folder, "test") for folder in folds]
+    for test in tests:
+        if not np.array_equal(test.ids, cache.ids[test_rows]):
+            raise Yt8mError(f"{test.path}: {len(test.ids)} test predictions that are not the "
+                            f"{len(test_rows)} test videos in the cache's order; train the fold "
+                            f"again")
+    with predictions.writer(out, "test", cache.ids[test_rows], cache.num_classes,
+                            top_k=spec.top_k) as mean:
+        for chunk in predictions.chunks(len(test_rows)):
+            total = sum(np.asarray(test.logits[chunk], np.float64) for test in tests)
+            mean[chunk] = (total / len(tests)).astype(np.float32)
     metrics = {"id": out.name, "model": spec.model, "preset": spec.preset,
                "config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
-               "oof": scores, "folds": records,
+               "oof": scores, "folds": records, "predictions": store,
                "seconds": round(sum(r["seconds"] for r in records), 1),
                "backend": keras.backend.backend(),
                "dtype_policy": keras.mixed_precision.global_policy().name,
@@ -406,7 +427,8 @@ def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
     done = all((out / f"fold_{k}" / FOLD_FILE).is_file() for k in range(cache.num_folds))
     if not done:
         return None, trained
-    if trained or not (out / "metrics.json").is_file():
+    stored = (predictions.source_metrics(out).get("predictions") or {}).get("top_k", False)
+    if trained or stored != spec.top_k:  # (False: no metrics.json, or one from before top_k)
         return assemble(spec, out, cache), trained
     os.utime(out / "metrics.json")  # current for this spec: Make's file target is satisfied
     return json.loads((out / "metrics.json").read_text()), trained

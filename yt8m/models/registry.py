@@ -68,7 +68,10 @@ TRAINING_KEYS = {
     "mixed_precision": str, "early_stopping": int, "train_splits": list,
     "eigenvalues": str, "prior_bias": bool,
 }
-SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training")
+SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training",
+             "predictions")
+# GAP@20 and the submission read a video's 20 best classes: a top-k store needs at least those.
+MIN_TOP_K = 20
 # Training settings that must be above zero wherever they are set.
 POSITIVE_KEYS = ("batch_size", "epochs", "num_frames", "learning_rate", "decay_rate",
                  "decay_examples", "clipnorm", "early_stopping", "eval_batch_size", "workers",
@@ -85,6 +88,7 @@ class Spec:
     num_classes: int | None = None
     architecture: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
+    top_k: int | None = None  # predictions: {top_k: K}: store each video's K best logits
     source: str = "<spec>"
 
     @property
@@ -179,7 +183,21 @@ def parse_spec(data, source="<spec>"):
             raise Yt8mError(f"{source}: {key} must be an integer, got {data[key]!r}")
     return Spec(model=name, preset=preset, seed=data.get("seed", 0) or 0,
                 num_classes=data.get("num_classes"), architecture=arch, training=train,
-                source=source)
+                top_k=_top_k(data.get("predictions"), source), source=source)
+
+
+def _top_k(stored, source):
+    """K of `predictions: {top_k: K}` (None: dense float16 predictions)."""
+    if stored is None:
+        return None
+    if not isinstance(stored, dict):
+        raise Yt8mError(f"{source}: predictions: expected a mapping such as {{top_k: 100}}")
+    check_keys(f"{source}: predictions", stored, ["top_k"])
+    k = stored.get("top_k")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < MIN_TOP_K):
+        raise Yt8mError(f"{source}: predictions: top_k must be an integer of at least "
+                        f"{MIN_TOP_K} (the classes GAP@20 and a submission read), got {k!r}")
+    return k
 
 
 def load_spec(path):

@@ -201,12 +201,25 @@ def set_start_values(model, training, cache, train_rows):
     if training.get("eigenvalues"):
         set_reverse_whitening(model, training["eigenvalues"])
     if training.get("prior_bias"):
-        set_prior_bias(model, cache.multi_hot(train_rows).mean(axis=0))
+        set_prior_bias(model, cache.class_frequencies(train_rows))
 
 
-def predict_logits(model, batches):
-    """float32 logits of every batch, concatenated in the loader's row order (short batches are
-    padded to the batch size, so one compiled predict function serves them all)."""
+def predict_logits(model, batches, out=None, evaluator=None):
+    """float32 logits of every batch in the loader's row order (short batches are padded to the
+    batch size, so one compiled predict function serves them all): concatenated, or written
+    batch by batch into `out` (e.g. a memory-mapped file: memory stays that of a batch).
+    `evaluator`: an `Evaluator` also updated with each batch and its labels."""
     size = batches.loader.batch_size if isinstance(batches, CacheBatches) else None
-    return np.concatenate([np.asarray(predict_padded(model, x, size), np.float32)
-                           for x, _ in batches])
+    parts, row = [], 0
+    for x, labels in batches:
+        logits = np.asarray(predict_padded(model, x, size), np.float32)
+        if evaluator is not None:
+            evaluator.update(logits, labels)
+        if out is None:
+            parts.append(logits)
+        else:
+            out[row:row + len(logits)] = logits
+        row += len(logits)
+    if out is not None:
+        return out
+    return np.concatenate(parts) if parts else np.zeros((0, model.output_shape[-1]), np.float32)

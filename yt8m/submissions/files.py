@@ -50,7 +50,7 @@ def data_rows(path, report, header, what):
     Rows are `key,rest`; a row without a comma is reported (naming `what` follows the key) and
     skipped. Counts the rows in `report.rows`.
     """
-    for number, line in read_lines(path, report) or []:
+    for number, line in read_lines(path, report):
         if number == 1:
             if line != header:
                 report.add(1, f"header is {line[:60]!r}, expected {header!r}")
@@ -64,18 +64,22 @@ def data_rows(path, report, header, what):
 
 
 def read_lines(path, report):
-    """[(line number, text without line ending)], or None after reporting why it is unreadable."""
+    """Yield (line number, text without line ending), one line at a time.
+
+    A missing, empty or undecodable file is reported instead (an undecodable one after the
+    lines before the bad bytes), so memory does not grow with the file.
+    """
     path = Path(path)
     if not path.is_file():
         report.add(None, "no such file")
-        return None
+        return
+    number = 0
     try:
         with open_text(path, "r", gz=is_gzip(path)) as f:
-            lines = [(n, line.rstrip("\r\n")) for n, line in enumerate(f, start=1)]
+            for number, line in enumerate(f, start=1):
+                yield number, line.rstrip("\r\n")
     except (UnicodeDecodeError, OSError, EOFError) as e:
         report.add(None, f"cannot be read as UTF-8 text ({e})")
-        return None
-    if not lines:
+        return
+    if number == 0:
         report.add(None, "the file is empty")
-        return None
-    return lines

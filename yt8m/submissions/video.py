@@ -2,6 +2,11 @@
 
 Each row is a test video id, a comma, then its top 20 `label confidence` pairs, best first,
 separated by single spaces, confidences formatted `%g` as the 2018 starter code does.
+
+Writing, checking and scoring go `_ROWS_PER_CHUNK` videos at a time: the predictions (a
+memory-map) are read a slice at a time and the file a line at a time. What grows with the
+number of videos is the ids (one dict) and, to score, the answer key and the Evaluator's
+top-20 triplets.
 """
 
 import math
@@ -30,22 +35,32 @@ def confidences(scores, from_logits):
 
 
 def format_lines(ids, scores, top_k=TOP_K, from_logits=True):
-    """Yield the CSV rows (without newline) of (videos, classes) scores, chunk by chunk."""
+    """Yield the CSV rows (without newline) of (videos, classes) scores, chunk by chunk.
+
+    `scores` may be a memory-map or anything else sliced by rows: only a chunk is read at a time.
+    """
     if len(ids) != len(scores):
         raise Yt8mError(f"{len(ids)} ids for {len(scores)} rows of predictions")
     k = min(top_k, scores.shape[1])
-    pattern = " ".join(["%d %g"] * k)
     for start in range(0, len(ids), _ROWS_PER_CHUNK):
-        chunk = np.asarray(scores[start : start + _ROWS_PER_CHUNK], dtype=np.float32)
-        if np.isnan(chunk).any():
-            row = start + int(np.flatnonzero(np.isnan(chunk).any(axis=1))[0])
-            raise Yt8mError(f"predictions for video {ids[row]} (row {row}) contain NaN")
-        best, classes = top_candidates(chunk, k)
-        pairs = np.empty((len(chunk), 2 * k))
-        pairs[:, 0::2] = classes[:, :k]
-        pairs[:, 1::2] = confidences(best[:, :k], from_logits)
-        for video, row in zip(ids[start : start + _ROWS_PER_CHUNK], pairs.tolist(), strict=True):
-            yield f"{video},{pattern % tuple(row)}"
+        yield from _format_chunk(ids, scores, start, k, from_logits)
+
+
+def _format_chunk(ids, scores, start, k, from_logits):
+    """The rows of one chunk, as a list: its work arrays are freed before the next is read."""
+    stop = start + _ROWS_PER_CHUNK
+    chunk = np.asarray(scores[start:stop], dtype=np.float32)
+    if np.isnan(chunk).any():
+        row = start + int(np.flatnonzero(np.isnan(chunk).any(axis=1))[0])
+        raise Yt8mError(f"predictions for video {ids[row]} (row {row}) contain NaN")
+    best, classes = top_candidates(chunk, k)
+    del chunk
+    pairs = np.empty((len(best), 2 * k))
+    pairs[:, 0::2] = classes[:, :k]
+    pairs[:, 1::2] = confidences(best[:, :k], from_logits)
+    pattern = " ".join(["%d %g"] * k)
+    return [f"{video},{pattern % tuple(row)}"
+            for video, row in zip(ids[start:stop], pairs.tolist(), strict=True)]
 
 
 def write(path, ids, scores, top_k=TOP_K, from_logits=True):
@@ -68,21 +83,21 @@ def check(path, test_ids=None, classes=None, top_k=TOP_K):
         top_k: pairs required per row.
     """
     report = Report(path)
-    expected = None if test_ids is None else set(map(str, test_ids))
     valid_classes = None if classes is None else set(int(c) for c in classes)
-    seen = {}
+    # the line each video is on, 0 for a test video not seen yet: the one O(videos) structure
+    line_of = {} if test_ids is None else dict.fromkeys(map(str, test_ids), 0)
     for number, video, rest in data_rows(path, report, HEADER, "video id and its pairs"):
         if not video:
             report.add(number, "empty video id")
-        elif video in seen:
-            report.add(number, f"video {video} already appears on line {seen[video]}")
+        elif line_of.get(video):
+            report.add(number, f"video {video} already appears on line {line_of[video]}")
         else:
-            seen[video] = number
-            if expected is not None and video not in expected:
+            if test_ids is not None and video not in line_of:
                 report.add(number, f"video {video} is not a test video")
+            line_of[video] = number
         _check_pairs(report, number, rest, valid_classes, top_k)
-    if expected is not None:
-        missing = sorted(expected - set(seen))
+    if test_ids is not None:
+        missing = sorted(video for video, line in line_of.items() if not line)
         if missing:
             report.add(None, f"{len(missing)} test videos have no row, e.g. "
                              f"{', '.join(missing[:5])}")
@@ -125,11 +140,26 @@ def _check_pairs(report, number, text, valid_classes, top_k):
 
 def read(path):
     """Parse a (valid) submission: ids, (videos, pairs) label ids padded with -1, confidences."""
+    lines = [line for number, line in read_lines(path, Report(path)) if number > 1]
+    return _parse(lines)
+
+
+def read_chunks(path, rows=_ROWS_PER_CHUNK):
+    """`read`, `rows` videos at a time: yields (ids, labels, confidences) of each chunk."""
+    chunk = []
+    for number, line in read_lines(path, Report(path)):
+        if number > 1:
+            chunk.append(line)
+        if len(chunk) == rows:
+            yield _parse(chunk)
+            chunk = []
+    if chunk:
+        yield _parse(chunk)
+
+
+def _parse(lines):
     ids, labels, scores = [], [], []
-    lines = read_lines(path, Report(path))
-    for number, line in lines or []:
-        if number == 1:
-            continue
+    for line in lines:
         video, _, rest = line.partition(",")
         tokens = rest.split()
         ids.append(video)
@@ -146,36 +176,51 @@ def read(path):
 
 def read_solution(path):
     """A `VideoId,Labels` answer key as {video id: [label ids]}."""
-    solution = {}
-    lines = read_lines(path, Report(path))
-    if lines is None:
-        raise Yt8mError(f"{path}: cannot read the answer key")
-    for number, line in lines:
+    return {video: [int(t) for t in labels.split()] for video, labels in _solution_rows(path)}
+
+
+def _solution_rows(path):
+    """Yield (video id, label ids as text) of an answer key, checking the header and the ids."""
+    report = Report(path)
+    for number, line in read_lines(path, report):
         if number == 1:
             if line.split(",")[:2] != ["VideoId", "Labels"]:
                 raise Yt8mError(f"{path}: header is {line!r}, expected 'VideoId,Labels'")
             continue
         video, _, labels = line.partition(",")
         try:
-            solution[video] = [int(t) for t in labels.split()]
+            [int(t) for t in labels.split()]
         except ValueError:
             raise Yt8mError(f"{path}, line {number}: labels must be integers") from None
-    return solution
+        yield video, labels
+    if not report.ok:
+        raise Yt8mError(f"{path}: cannot read the answer key ({report.problems[0][1]})")
 
 
 def score(path, solution_path, num_classes):
-    """GAP@20, Hit@1, PERR and mAP of a submission against a `VideoId,Labels` answer key."""
-    solution = read_solution(solution_path)
-    ids, labels, scores = read(path)
-    unknown = [video for video in ids if video not in solution]
+    """GAP@20, Hit@1, PERR and mAP of a submission against a `VideoId,Labels` answer key.
+
+    Answer-key videos without a row count as predicted nothing (their labels are missed). The
+    key is held as text ({id: "3 17 902"}, about a third of the memory of lists of ints) and
+    the submission is read and scored a chunk of rows at a time.
+    """
+    solution = dict(_solution_rows(solution_path))
+
+    def truth(videos):
+        return [[int(t) for t in solution[video].split()] for video in videos]
+
+    evaluator, seen, unknown = Evaluator(num_classes), set(), []
+    for ids, labels, scores in read_chunks(path):
+        unknown += [video for video in ids if video not in solution]
+        if not unknown:
+            evaluator.update_top_k(labels, scores, truth(ids))
+            seen.update(ids)
     if unknown:
         raise Yt8mError(f"{path}: {len(unknown)} videos are not in {solution_path}, "
                         f"e.g. {', '.join(unknown[:3])}")
-    truth = [solution[video] for video in ids]
-    truth += [solution[video] for video in sorted(set(solution) - set(ids))]
-    pad = len(truth) - len(ids)
-    labels = np.vstack([labels, np.full((pad, labels.shape[1]), -1, np.int64)])
-    scores = np.vstack([scores, np.zeros((pad, scores.shape[1]))])
-    evaluator = Evaluator(num_classes)
-    evaluator.update_top_k(labels, scores, truth)
+    rest = sorted(video for video in solution if video not in seen)
+    for start in range(0, len(rest), _ROWS_PER_CHUNK):
+        part = rest[start : start + _ROWS_PER_CHUNK]
+        nothing = np.full((len(part), 1), -1)
+        evaluator.update_top_k(nothing, np.zeros(nothing.shape), truth(part))
     return evaluator.result()
