@@ -216,13 +216,16 @@ def test_2017_and_2019_shards(tmp_path):
     manifest = build_features(tmp_path / "a", tmp_path / "fa", progress=False, num_folds=2)
     assert manifest["version"] == "2017" and manifest["num_classes"] == VERSIONS["2017"].num_classes
     rated = make_video("seg1", frames=12, segment_start_times=np.array([0, 5]),
-                       segment_labels=np.array([7, 7]), segment_scores=np.array([1.0, 0.0]))
+                       segment_labels=np.array([7, 9]), segment_scores=np.array([1.0, 0.0]))
     write_shard(tmp_path / "b" / "frame" / "validate0000.tfrecord", [rated], version="2019")
     write_shard(tmp_path / "b" / "frame" / "train0000.tfrecord", [make_video("tr")], version="2018")
     manifest = build_features(tmp_path / "b", tmp_path / "fb", progress=False, num_folds=2)
     assert manifest["version"] == "2019"
-    scores = np.load(tmp_path / "fb" / "frame" / "validate0000" / "segment_scores.npy")
-    np.testing.assert_array_equal(scores, [1.0, 0.0])
+    cached = tmp_path / "fb" / "frame" / "validate0000"
+    np.testing.assert_array_equal(np.load(cached / "segment_offsets.npy"), [0, 2])
+    np.testing.assert_array_equal(np.load(cached / "segment_start_times.npy"), [0, 5])
+    np.testing.assert_array_equal(np.load(cached / "segment_labels.npy"), [7, 9])
+    np.testing.assert_array_equal(np.load(cached / "segment_scores.npy"), [1.0, 0.0])
     write_shard(tmp_path / "b" / "frame" / "test0000.tfrecord", [make_video("o")], version="2017")
     with pytest.raises(Yt8mError, match="input mixes dataset versions"):
         build_features(tmp_path / "b", tmp_path / "fb", progress=False, num_folds=2)

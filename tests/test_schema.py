@@ -36,7 +36,7 @@ def test_frame_records_round_trip_and_tensorflow_agrees(tmp_path, version):
     video = make_video("abcd", frames=7, labels=(3, 4000 if version == "2017" else 3000))
     if version == "2019":
         video.segment_start_times = np.array([0, 5], np.int64)
-        video.segment_labels = np.array([3, 3], np.int64)
+        video.segment_labels = np.array([3, 12], np.int64)
         video.segment_scores = np.array([1.0, 0.0], np.float32)
     payload = encode(video, version, "frame")
     msg = parse(payload, "x", 0)
@@ -46,7 +46,9 @@ def test_frame_records_round_trip_and_tensorflow_agrees(tmp_path, version):
     assert back.id == "abcd" and list(back.labels) == list(video.labels)
     np.testing.assert_array_equal(back.rgb, video.rgb)
     np.testing.assert_array_equal(back.audio, video.audio)
-    if version == "2019":
+    if version == "2019":  # every rating field, in order
+        np.testing.assert_array_equal(back.segment_start_times, [0, 5])
+        np.testing.assert_array_equal(back.segment_labels, [3, 12])
         np.testing.assert_array_equal(back.segment_scores, [1.0, 0.0])
     # TensorFlow's own parser reads the same record the same way.
     id_key = VERSIONS[version].id_key
