@@ -191,6 +191,7 @@ DELETE = "yt8m.features.build:_delete_source"
 MANIFEST = "yt8m.features.build:_write_manifest"
 
 
+@pytest.mark.slow  # subprocesses killed at three points; `make test-slow`, run by CI
 @pytest.mark.parametrize("kill_at, first_build, sources_left", [
     # just after the 2nd source was deleted: the next manifest write is a later build's
     ((DELETE, "2", "after"), False, 2),

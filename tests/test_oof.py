@@ -242,6 +242,7 @@ def test_training_settings_out_of_range_name_the_file_and_key(workspace):
             oof.train("models/bad.yaml", [0])
 
 
+@pytest.mark.slow  # two trainings of five folds; `make test-slow`, run by CI
 def test_a_top_k_store_scores_the_same_and_is_read_like_the_dense_one(workspace):
     cache = workspace
     oof.train("models/flog.yaml", models_dir="dense")
