@@ -119,8 +119,10 @@ def test_a_damaged_checkpoint_falls_back_to_the_one_before_it_and_says_so(
 def test_a_kill_after_the_last_epoch_before_the_fold_is_written(tiny_features, tmp_path,
                                                                 reference):
     root = _workspace(tmp_path / "w", tiny_features)
-    # the first prediction save is fold 0's out-of-fold logits, after its three epochs
-    assert _killed(_train(root, kill_at=["yt8m.predictions:save", "1"]))
+    # the second prediction writer opened is fold 0's test logits, after its three epochs and
+    # its out-of-fold logits are written
+    assert _killed(_train(root, kill_at=["yt8m.predictions:writer", "2"]))
+    assert (root / "models/ac/fold_0/oof_logits.npy").exists()
     assert not (root / "models/ac/fold_0/fold.json").exists()
     assert _train(root).returncode == 0
     _assert_same_result(root, reference)
