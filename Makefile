@@ -34,11 +34,13 @@ ENSEMBLES := $(wildcard ensembles/*.yaml)
 # make submission: SRC=models/<id> or ensembles/<id> (default: best OOF GAP), ID=, GZIP=1, FORCE=1
 # make submit: SUB=<id> MSG="..." DRY_RUN=1
 SRC ?=
+# make compact: SRC=models/<id> or ensembles/<id>, K (classes kept per video, at least 20)
+K ?= 100
 ID ?=
 SUB ?=
 MSG ?=
 
-.PHONY: help all setup sample features train train-all ensemble tensorboard lab submission submit test \
+.PHONY: help all setup sample features train train-all ensemble compact tensorboard lab submission submit test \
         sample-video train-video \
         test-slow lint format bench bench-scale download download-features download-kaggle clean-features clean
 
@@ -97,6 +99,10 @@ ensemble: setup $(ENSEMBLES:.yaml=/metrics.json) ## Blend trained models: every 
 
 ensembles/%/metrics.json: ensembles/%.yaml $(SPECS:.yaml=/metrics.json)
 	$(YT8M) ensemble $<
+
+compact: setup ## Keep only each video's top K logits of a source's predictions, folds included (SRC=models/<id> K=100)
+	@test -n "$(SRC)" || { echo "make compact: name a source, e.g. SRC=models/nextvlad K=100"; exit 2; }
+	$(YT8M) compact $(SRC) --top-k $(K)
 
 tensorboard: setup ## Serve the training curves of every models/<id>/tensorboard (PORT)
 	$(VENV)/bin/tensorboard --logdir models --port $(PORT)

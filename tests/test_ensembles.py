@@ -9,6 +9,7 @@ import pytest
 
 from yt8m import ensembles, predictions
 from yt8m.cli import main
+from yt8m.ensembles import streaming
 from yt8m.errors import Yt8mError
 from yt8m.features.cache import FeatureCache
 from yt8m.fileio import output_lock
@@ -58,6 +59,8 @@ def test_weighted_blend_beats_every_member_and_is_cross_fitted(workspace, capsys
     oof = predictions.load("ensembles/w", "oof")
     np.testing.assert_array_equal(oof.ids, predictions.load("models/low", "oof").ids)
     assert "w: weighted of 3 models" in capsys.readouterr().out
+    assert metrics["weight_search"]["candidates"] >= 40  # more when members disagree
+    assert not list(Path("ensembles/w").glob(".*.tmp")), "temporary files are deleted"
 
 
 def _logits(folder, part):
@@ -272,3 +275,14 @@ def test_a_second_writer_of_an_ensemble_is_refused_naming_the_first(workspace, c
         assert f"ensembles/m/ is being written by process {os.getpid()} (a test holding it" in err
         assert not Path("ensembles/m/test_logits.npy").exists()
     assert main(["ensemble", "ensembles/m.yaml"]) == 0
+
+
+def test_rows_are_located_by_sorting_and_strays_named(tmp_path):
+    among = np.array(["v3", "v1", "v2", "v9"])
+    np.testing.assert_array_equal(streaming.locate(["v2", "v7", "v3", "v9"], among), [2, -1, 0, 3])
+    predictions.save(tmp_path, "oof", among, np.zeros((4, 2)))
+    saved = predictions.load(tmp_path, "oof")
+    assert streaming.row_index(saved, among) == slice(None)
+    np.testing.assert_array_equal(streaming.row_index(saved, among[::-1]), [3, 2, 1, 0])
+    with pytest.raises(Yt8mError, match="1 missing \\(e.g. v5\\), 2 unexpected"):
+        streaming.row_index(saved, ["v1", "v5", "v9"])

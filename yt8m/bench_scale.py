@@ -119,20 +119,26 @@ def write_cache(features, videos, test_videos, seed=0):
         "input": "synthetic", "fold_splits": ["train", "validate"], "shards": entries})
 
 
-def write_member(cache, folder, quality, seed):
-    """OOF and test float16 logits whose labels score `quality` higher than noise, chunk by
-    chunk, plus a metrics.json."""
+def write_member(cache, folder, quality, seed, agreement=0.7):
+    """OOF and test float16 logits, chunk by chunk, plus a metrics.json. As trained models'
+    logits do, the members share most of their signal: a class prior (log frequency of a Zipf
+    law) and a per-video part drawn alike for every member (`agreement` of the noise's
+    variance), the rest the member's own noise; each video's labels score `quality` higher."""
     from yt8m import predictions
     from yt8m.fileio import write_json
 
-    rng = np.random.default_rng(seed)
+    own = np.random.default_rng(seed)
+    prior = -1.3 * np.log1p(np.arange(NUM_CLASSES)) - 1.0
     labeled = np.flatnonzero((cache.fold >= 0) & (np.diff(cache.label_offsets) > 0))
-    for part, rows in (("oof", labeled), ("test", cache.rows("test"))):
+    for p, (part, rows) in enumerate((("oof", labeled), ("test", cache.rows("test")))):
         with predictions.writer(folder, part, cache.ids[rows], NUM_CLASSES) as out:
-            for chunk in predictions.chunks(len(rows)):
-                logits = rng.normal(-4.0, 1.0, (chunk.stop - chunk.start, NUM_CLASSES))
-                for i, labels in enumerate(cache.label_lists(rows[chunk])):
-                    logits[i, labels] += quality
+            for i, chunk in enumerate(predictions.chunks(len(rows))):
+                shape = (chunk.stop - chunk.start, NUM_CLASSES)
+                shared = np.random.default_rng([p, i]).normal(0.0, 1.0, shape)
+                logits = prior + np.sqrt(agreement) * shared + \
+                    np.sqrt(1 - agreement) * own.normal(0.0, 1.0, shape)
+                for j, labels in enumerate(cache.label_lists(rows[chunk])):
+                    logits[j, labels] += quality
                 out[chunk] = logits
     write_json(Path(folder) / "metrics.json", {"id": Path(folder).name, "model": "synthetic",
                                                "preset": "bench", "config_hash": str(seed)})
@@ -146,7 +152,7 @@ def prepare(root, videos):
     write_cache(root / "features", videos, test_videos=max(1, videos // 4))
     cache = FeatureCache(root / "features")
     for i, name in enumerate(MEMBERS):
-        write_member(cache, root / "models" / name, quality=1.5 + i, seed=i)
+        write_member(cache, root / "models" / name, quality=2.5 + 0.3 * i, seed=i)
     (root / "models" / "vlog.yaml").write_text(
         "model: video_logistic\npreset: demo\ntraining: {epochs: 1, batch_size: 256}\n")
     (root / "ensembles").mkdir(exist_ok=True)

@@ -142,6 +142,17 @@ def _bench(args):
                    text)
         print(text)
         return
+    if args.top_k:
+        from yt8m.bench_topk import topk_report
+        from yt8m.fileio import write_text
+
+        chosen = args.top_k_ensembles.split(",") if args.top_k_ensembles else None
+        text = "\n".join(topk_report(ks=tuple(int(k) for k in args.top_k_values.split(",")),
+                                      chosen=chosen))
+        write_text(args.output if args.output != "features/bench.md" else "features/topk.md",
+                   text)
+        print(text)
+        return
     if args.models:
         from yt8m.fileio import write_text
         from yt8m.models.registry import models
@@ -289,6 +300,20 @@ def _ensemble(args):
 
     for spec in args.specs:
         print(summary_line(build(spec, args.features, args.models, args.out)))
+
+
+def _compact(args):
+    from yt8m.predictions import compact
+
+    for source in args.sources:
+        result = compact(source, args.top_k)
+        before, after = result["before"], result["after"]
+        if not result["rewritten"]:
+            print(f"{source}: {after:,} bytes, already the top {args.top_k} logits per video; "
+                  f"nothing to do")
+            continue
+        print(f"{source}: {before:,} -> {after:,} bytes ({before / max(after, 1):.1f}x smaller; "
+              f"top {args.top_k} logits per video, {len(result['rewritten'])} part(s) rewritten)")
 
 
 def _video_rows(roots):
@@ -488,6 +513,14 @@ def build_parser():
                    help="instead: every stage's time and peak memory on a synthetic "
                         "competition at two sizes (--sizes), into features/scale.md")
     p.add_argument("--sizes", default="10000,40000", help="labeled videos, comma-separated")
+    p.add_argument("--top-k", action="store_true",
+                   help="instead, in a trained workspace (make all): every ensembles/*.yaml "
+                        "built from dense and from top-k (yt8m compact) copies of its members, "
+                        "OOF GAP@20 and disk side by side, into features/topk.md")
+    p.add_argument("--top-k-values", default="20,50,100,200", help="the K to compare")
+    p.add_argument("--top-k-ensembles",
+                   help="only these ensemble ids or combiners, comma-separated, e.g. "
+                        "mean,weighted to leave out the slower stacker (None: every spec)")
 
     p = command("train", _train, "train model specs out-of-fold over the shard folds",
                 "For each spec (models/<id>.yaml), train every fold not yet trained on the other "
@@ -520,6 +553,20 @@ def build_parser():
     p.add_argument("--features", default="features")
     p.add_argument("--models", default="models", help="where the member models are")
     p.add_argument("--out", help="output folder (default: the spec's folder)")
+
+    p = command("compact", _compact, "keep only each video's top K logits of a source",
+                "Rewrite the dense out-of-fold and test predictions of models/<id> or "
+                "ensembles/<id> folders (their fold_<k>/ parts included) as each video's K "
+                "highest logits, their classes and a floor every other class reads as: about "
+                "2K/classes of the disk. Every metric that reads at most a video's top 20 "
+                "classes (GAP@20, Hit@1, PERR, mAP) is unchanged, and so is a submission; "
+                "ensembles read the compact form like the dense one, but a blend of compacted "
+                "members can score otherwise (`yt8m bench --top-k` measures by how much). A "
+                "kill at any moment leaves the predictions readable; run it again to finish.")
+    p.add_argument("sources", nargs="+", metavar="SOURCE",
+                   help="models/<id> or ensembles/<id> folders")
+    p.add_argument("--top-k", type=int, required=True, metavar="K",
+                   help="classes kept per video (at least 20)")
 
     p = command("leaderboard", _leaderboard, "the out-of-fold scores of everything trained",
                 "One table of every trained model (and ensemble) with test predictions, best "

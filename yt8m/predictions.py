@@ -6,19 +6,22 @@ form
     <part>_logits.npy         (videos, classes) float16 logits, memory-mapped on load
     <part>_ids.npy            (videos,) video ids, same order
 
-or the compact top-k form (a model spec's `predictions: {top_k: K}`), K/classes of the size:
+or the compact top-k form (a model spec's `predictions: {top_k: K}`, or `compact`), about
+2K/classes of the size:
 
     <part>_topk_logits.npy    (videos, K) float16 (float32 for a fold's parts, which are
                               scored): each video's K highest logits, best first
     <part>_topk_classes.npy   (videos, K) int16/int32: their classes
-    <part>_floor.npy          (videos,) the value every other class reads as (the
-                              video's (K+1)-th highest logit, so that no class outside the kept
-                              ones outranks a kept one)
+    <part>_floor.npy          (videos,) the value every other class reads as: the video's
+                              (K+1)-th highest logit, or just below the K-th where they tie,
+                              so that no class outside the kept ones outranks or ties a kept
+                              one (of tied classes, the lowest ids are kept)
     <part>_topk.json          {"num_classes", "top_k"}
     <part>_ids.npy
 
 `load` reads either; the top-k form's `.logits` is a `TopKLogits`, which gives dense float32 rows
-for any row selection, so every reader that works chunk by chunk reads both alike. `part` is
+for any row selection, so every reader that works chunk by chunk reads both alike; `compact`
+(`yt8m compact`) rewrites a trained folder's dense parts in the top-k form. `part` is
 `oof` (out-of-fold rows of the labeled folds) or `test`. `metrics.json` beside them carries the
 source's scores (`{"oof": {"gap": ...}, "config_hash": ...}`).
 """
@@ -32,9 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import Yt8mError
-from .fileio import atomic_path, write_json
+from .fileio import atomic_path, output_lock, write_json
 
 CHUNK_ROWS = 8192  # rows per chunk where predictions are streamed
+# GAP@20 and the submission read a video's 20 best classes: a top-k store needs at least those.
+MIN_TOP_K = 20
 
 
 @dataclass
@@ -129,8 +134,9 @@ class _TopKWriter:
         return len(self.floor)
 
     def __setitem__(self, rows, block):
-        block = np.asarray(block, np.float32)
-        k = self.k
+        # chosen in the stored precision, so the ties are those a reader will see
+        k, stored = self.k, self.values.dtype.type
+        block = np.asarray(block).astype(stored, copy=False).astype(np.float32, copy=False)
         if block.shape[1] > k:  # the K+1 highest, unordered, then the K best sorted
             part = np.argpartition(-block, k, axis=1)[:, :k + 1]
         else:
@@ -138,9 +144,28 @@ class _TopKWriter:
         top = np.take_along_axis(block, part, axis=1)
         order = np.lexsort((part, -top), axis=1)  # best first, lower class id on ties
         part, top = np.take_along_axis(part, order, 1), np.take_along_axis(top, order, 1)
+        floor = np.float32(-np.inf)
+        if block.shape[1] > k:
+            kth, after = top[:, k - 1], top[:, k]
+            # a tie across the K-th place: argpartition kept any of the tied classes; keep the
+            # lowest ids, as the metrics rank ties
+            tied = np.flatnonzero(after == kth)
+            if len(tied):
+                sub, value = block[tied], kth[tied, None]
+                above, equal = sub > value, sub == value
+                need = k - above.sum(axis=1, keepdims=True)
+                keep = above | (equal & (np.cumsum(equal, axis=1) <= need))
+                best = np.nonzero(keep)[1].reshape(len(tied), k)
+                values = np.take_along_axis(sub, best, 1)
+                order = np.lexsort((best, -values), axis=1)
+                part[tied, :k] = np.take_along_axis(best, order, 1)
+                top[tied, :k] = np.take_along_axis(values, order, 1)
+            # strictly below every kept value: a class read at the floor never ties a kept one
+            floor = np.where(after < kth, after.astype(stored),
+                             np.nextafter(kth.astype(stored), stored(-np.inf)))
         self.values[rows] = top[:, :k]
         self.classes[rows] = part[:, :k]
-        self.floor[rows] = top[:, k] if top.shape[1] > k else np.float32(-np.inf)
+        self.floor[rows] = floor
 
 
 def _remove_other_form(directory, part, top_k):
@@ -254,6 +279,88 @@ def _read(path, directory, **kwargs):
             raise
         raise Yt8mError(f"{path}: truncated or damaged ({e}); retrain or re-blend {directory} "
                         f"to write it again") from None
+
+
+def compact(directory, top_k, parts=("oof", "test")):
+    """Rewrite a model's or ensemble's predictions in the top-k form; returns
+    {"before": bytes, "after": bytes, "rewritten": [(folder, part), ...]}.
+
+    The parts of `directory` and of its `fold_<k>/` subfolders (read only when the folds are
+    assembled again, and the bulk of a model's disk) are streamed chunk by chunk through `writer`,
+    each in its own precision, under the folder's `output_lock`. A kill at any moment leaves
+    every part readable in one form or the other, and a rerun finishes the job. A top-k part is
+    kept when it holds `top_k` classes, rewritten when it holds more, and refused when it holds
+    fewer (the others are gone). With `top_k` >= 20, every metric that reads at most a video's
+    top 20 (GAP@20, Hit@1, mAP; PERR for videos of at most `top_k` labels) is what the dense
+    part gives, to the last bit.
+
+    A model's `metrics.json` records the new form as `predictions.top_k`, keeping the form its
+    spec asked for as `compacted_from`, so that `yt8m train` of the unchanged spec leaves the
+    compacted files alone. Its time stamp is kept: the scores it records are unchanged, so Make
+    does not rebuild what was blended from it.
+    """
+    directory, top_k = Path(directory), int(top_k)
+    if not directory.is_dir():
+        raise Yt8mError(f"{directory}: no such folder; name a models/<id> or ensembles/<id> "
+                        f"folder that holds predictions")
+    if top_k < MIN_TOP_K:
+        raise Yt8mError(f"--top-k {top_k}: keep at least {MIN_TOP_K} classes per video (GAP@20 "
+                        f"and a submission read a video's top 20)")
+    folders = [directory, *sorted(p for p in directory.glob("fold_*") if p.is_dir())]
+    with output_lock(directory, f"yt8m compact {directory}"):
+        for folder in folders:
+            for part in parts:
+                _remove_temporaries(folder, part)
+        found = [(folder, part) for folder in folders for part in parts if exists(folder, part)]
+        if not any(folder == directory for folder, _ in found):
+            raise Yt8mError(f"{directory}: no {' or '.join(parts)} predictions here; train or "
+                            f"blend it first")
+        todo = [(folder, part) for folder, part in found if _needs_compacting(folder, part, top_k)]
+        before = sum(p.stat().st_size for f, part in found for p in files(f, part))
+        for folder, part in todo:
+            source = load(folder, part)
+            logits = source.logits
+            dtype = logits.values.dtype if isinstance(logits, TopKLogits) else logits.dtype
+            with writer(folder, part, source.ids, logits.shape[1], dtype, top_k) as out:
+                for chunk in chunks(len(source), 1024):  # a few float32 copies of each chunk
+                    out[chunk] = logits[chunk]
+        after = sum(p.stat().st_size for f, part in found for p in files(f, part))
+        _record_form(directory, top_k)
+    return {"before": before, "after": after, "rewritten": todo}
+
+
+def _needs_compacting(folder, part, top_k):
+    """Whether `part` must be rewritten to hold `top_k` classes; an error when it holds fewer."""
+    stored = load(folder, part).logits
+    if not isinstance(stored, TopKLogits):
+        return True
+    kept, wanted = stored.values.shape[1], min(top_k, stored.shape[1] - 1)
+    if kept < wanted:
+        raise Yt8mError(f"{folder}: its {part} predictions keep only each video's top {kept} "
+                        f"classes; the others are gone, so it cannot be compacted to {top_k} "
+                        f"(use --top-k {kept} or less, or train it again)")
+    return kept > wanted
+
+
+def _remove_temporaries(folder, part):
+    """Delete the temporaries a killed writer of `part` left in `folder` (the caller holds the
+    folder's lock, so no writer is running)."""
+    for path in {*paths(folder, part), *paths(folder, part, top_k=True)}:
+        for leftover in path.parent.glob(f".{path.name}.*"):
+            leftover.unlink(missing_ok=True)
+
+
+def _record_form(directory, top_k):
+    path = Path(directory) / "metrics.json"
+    metrics = source_metrics(directory)
+    store = metrics.get("predictions")
+    if not isinstance(store, dict) or store.get("top_k") == top_k:
+        return
+    stat = path.stat()
+    metrics["predictions"] = {**store, "top_k": top_k,
+                              "compacted_from": store.get("compacted_from", store.get("top_k"))}
+    write_json(path, metrics)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def non_finite_rows(logits, chunk_rows=4096):

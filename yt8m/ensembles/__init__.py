@@ -13,6 +13,7 @@ rows of fold k are blended with weights fitted, or by a stacker trained, on the 
 Outputs: `oof_*`/`test_*` predictions in the models' format, `metrics.json` and `report.md`.
 """
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -23,8 +24,9 @@ import yaml
 from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..fileio import atomic_path, output_lock, write_json
-from ..metrics import evaluate
-from .blending import blend, fit_weights
+from ..metrics import Evaluator
+from .blending import Candidates, blend, fit_weights
+from .streaming import Correlation, chunks, locate, read
 
 COMBINERS = ("mean", "weighted", "stack")
 SPEC_KEYS = ("members", "combiner", "space", "seed", "stacker")
@@ -66,9 +68,11 @@ def load_spec(path):
 
 
 def load_members(members, models_dir="models"):
-    """{id: (oof Predictions, test Predictions)}; refuses members with NaN or infinite logits,
-    or whose ids or row order disagree with the first member's."""
-    loaded = {}
+    """{id: (oof Predictions, test Predictions)}, the logits memory-mapped and the ids held once
+    (every member's are the first's); refuses members with NaN or infinite logits, or whose ids
+    or row order disagree with the first member's."""
+    loaded, problems = {}, []
+    first = members[0]
     for name in members:
         folder = Path(models_dir) / name
         loaded[name] = (predictions.load(folder, "oof"), predictions.load(folder, "test"))
@@ -78,17 +82,19 @@ def load_members(members, models_dir="models"):
                 raise Yt8mError(f"{folder}: {bad} of its {len(preds)} {part} rows hold NaN or "
                                 f"infinite logits ({preds.path}); retrain it, or leave it out "
                                 f"of the spec")
-    first = members[0]
-    for name in members[1:]:
-        for part, index in (("oof", 0), ("test", 1)):
-            a, b = loaded[first][index], loaded[name][index]
+        if name == first:
+            continue
+        for part, a, b in zip(("oof", "test"), loaded[first], loaded[name], strict=True):
             if len(a.ids) != len(b.ids) or not np.array_equal(a.ids, b.ids):
-                raise Yt8mError(
-                    f"{Path(models_dir) / name}: its {part} predictions cover other videos or "
-                    f"another row order than {Path(models_dir) / first}'s; retrain both on the "
-                    f"same features")
+                problems.append(
+                    f"{folder}: its {part} predictions cover other videos or another row order "
+                    f"than {Path(models_dir) / first}'s; retrain both on the same features")
         if loaded[name][0].logits.shape[1] != loaded[first][0].logits.shape[1]:
-            raise Yt8mError(f"{Path(models_dir) / name}: another number of classes than {first}")
+            problems.append(f"{folder}: another number of classes than {first}")
+        loaded[name] = tuple(dataclasses.replace(b, ids=a.ids)
+                             for a, b in zip(loaded[first], loaded[name], strict=True))
+    if problems:
+        raise Yt8mError(problems[0])
     return loaded
 
 
@@ -105,67 +111,113 @@ def _build(spec, out, features, models_dir, progress):
     from ..features.cache import FeatureCache
 
     start = time.perf_counter()
-    members = load_members(spec["members"], models_dir)
+    names = spec["members"]
+    members = load_members(names, models_dir)
     cache = FeatureCache(features, "frame")
-    oof_ids = members[spec["members"][0]][0].ids
-    test_ids = members[spec["members"][0]][1].ids
-    position = {video: row for row, video in enumerate(cache.ids.tolist())}
-    missing = [v for v in (*oof_ids.tolist(), *test_ids.tolist()) if v not in position]
+    oof_ids, test_ids = members[names[0]][0].ids, members[names[0]][1].ids
+    rows, test_rows = locate(oof_ids, cache.ids), locate(test_ids, cache.ids)
+    missing = [*oof_ids[rows < 0].tolist(), *test_ids[test_rows < 0].tolist()]
     if missing:
         raise Yt8mError(f"{features}: no videos {missing[:5]} ({len(missing)} in all) of the "
                         f"members' predictions; the members were trained on other features")
-    rows = np.array([position[v] for v in oof_ids.tolist()])
-    labels = cache.label_lists(rows)
     folds = cache.fold[rows]
-    oof_stack = np.stack([np.asarray(members[m][0].logits, np.float32) for m in spec["members"]])
-    test_stack = np.stack([np.asarray(members[m][1].logits, np.float32) for m in spec["members"]])
-    member_scores = {m: evaluate(oof_stack[i], labels, from_logits=True)
-                     for i, m in enumerate(spec["members"])}
-    space = spec["space"] if spec["combiner"] == "mean" else "logits"
-    weights, fold_weights, stack_folds = None, {}, []
-    if spec["combiner"] == "mean":
-        weights = np.full(len(oof_stack), 1.0 / len(oof_stack))
-        oof = blend(oof_stack, weights, space)
-    elif spec["combiner"] == "weighted":  # fold k's rows blended with weights fitted without it
-        oof = np.empty(oof_stack.shape[1:], np.float32)
-        for k in np.unique(folds):
-            fit, apply = folds != k, folds == k
-            w, _ = fit_weights(oof_stack[:, fit], [labels[i] for i in np.flatnonzero(fit)])
-            oof[apply] = blend(oof_stack[:, apply], w)
-            fold_weights[int(k)] = [round(float(x), 4) for x in w]
-        weights, _ = fit_weights(oof_stack, labels)
-    else:  # stack: one stacker per fold, trained on the other folds' OOF rows
-        from . import stacking
+    oof_parts = [members[m][0].logits for m in names]  # memory-maps, read chunk by chunk
+    test_parts = [members[m][1].logits for m in names]
+    num_classes = oof_parts[0].shape[1]
 
-        member_folders = [Path(models_dir) / m for m in spec["members"]]
-        test_rows = np.array([position[v] for v in test_ids.tolist()], np.int64)
-        oof, test, stack_folds = stacking.fit_stackers(
-            out, spec, [members[m][0].logits for m in spec["members"]],
-            [members[m][1].logits for m in spec["members"]], cache, rows, test_rows,
-            progress, stacking.fingerprint(spec, member_folders))
-    scores = evaluate(oof, labels, from_logits=True)
-    if weights is not None:
-        test = blend(test_stack, weights, space)
-    predictions.save(out, "oof", oof_ids, oof)
-    predictions.save(out, "test", test_ids, test)
+    def labels(index):
+        return cache.label_lists(rows[index])
+
+    def evaluator():
+        return Evaluator(num_classes, from_logits=True)
+
+    combiner = spec["combiner"]
+    space = spec["space"] if combiner == "mean" else "logits"
+    weights, fold_weights, stack_folds, search = None, {}, [], None
+    if combiner == "mean":
+        weights = np.full(len(names), 1.0 / len(names))
+    member_evaluators = [evaluator() for _ in names]
+    correlation = Correlation(len(names), len(rows) * num_classes)
+    candidates = Candidates(oof_parts, labels, out) if combiner == "weighted" else None
+    blended = evaluator()
+    try:
+        with predictions.writer(out, "oof", oof_ids, num_classes) as oof:
+            for chunk in chunks(len(rows)):  # the members' scores, correlation, candidates
+                stack, chunk_labels = read(oof_parts, chunk), labels(chunk)
+                for member, x in zip(member_evaluators, stack, strict=True):
+                    member.update(x, chunk_labels)
+                correlation.update(stack, chunk.start)
+                if combiner == "weighted":
+                    candidates.add(chunk.start, stack)
+                if combiner == "mean":  # blended in the same pass
+                    oof[chunk] = _scored(blend(stack, weights, space), blended, chunk_labels)
+            if combiner == "weighted":
+                weights, fold_weights, search = _fit_weighted(
+                    candidates, folds, oof_parts, oof, blended, labels)
+            if combiner == "stack":  # one stacker per fold, trained on the other folds
+                from . import stacking
+
+                member_folders = [Path(models_dir) / m for m in names]
+                stack_folds = stacking.fit_stackers(
+                    out, spec, oof_parts, test_parts, cache, rows, test_rows, progress,
+                    stacking.fingerprint(spec, member_folders))
+                stacking.write_oof(out, stack_folds, oof, blended, oof_ids, labels, folds)
+            with predictions.writer(out, "test", test_ids, num_classes) as test:
+                if combiner == "stack":
+                    stacking.write_test(out, stack_folds, test, test_ids)
+                else:
+                    for chunk in chunks(len(test_ids)):
+                        test[chunk] = blend(read(test_parts, chunk), weights, space)
+    finally:
+        if candidates is not None:
+            candidates.close()
+    scores = blended.result()
+    member_scores = {m: e.result() for m, e in zip(names, member_evaluators, strict=True)}
     best = max(member_scores, key=lambda m: member_scores[m]["gap"])
-    flat = oof_stack.reshape(len(oof_stack), -1)
-    correlation = np.corrcoef(flat[:, :: max(1, flat.shape[1] // 2_000_000)])
     metrics = {"id": out.name, "model": f"ensemble:{spec['combiner']}",
-               "preset": "-", "members": spec["members"], "combiner": spec["combiner"],
+               "preset": "-", "members": names, "combiner": spec["combiner"],
                "space": space, "oof": scores,
                "weights": None if weights is None else dict(
-                   zip(spec["members"], [round(float(w), 4) for w in weights], strict=True)),
+                   zip(names, [round(float(w), 4) for w in weights], strict=True)),
                "fold_weights": fold_weights, "member_oof": member_scores,
                "stacker": spec.get("stacker"), "stacker_folds": stack_folds,
                "best_member": best,
                "gain_over_best_member": scores["gap"] - member_scores[best]["gap"],
-               "correlation": np.round(correlation, 4).tolist(),
+               "correlation": np.round(correlation.result(), 4).tolist(),
                "seconds": round(time.perf_counter() - start, 1), "yt8m_version": __version__}
+    if search:
+        metrics["weight_search"] = search
     write_json(out / "metrics.json", metrics)
     with atomic_path(out / "report.md") as tmp:
         Path(tmp).write_text(report(metrics))
     return metrics
+
+
+def _fit_weighted(candidates, folds, parts, oof, evaluator, labels):
+    """The weighted combiner: weights fitted on every OOF row, and fold k's rows of `oof`
+    blended with weights fitted without them (added to `evaluator`). Returns (weights, fold
+    weights rounded for the report, the search's candidate figures)."""
+    fold_weights, started = {}, time.perf_counter()
+    for k in np.unique(folds):
+        fold_weights[int(k)], _ = fit_weights(
+            lambda mix, w, k=k: candidates.gap(mix, w, folds != k), len(parts))
+    weights, _ = fit_weights(candidates.gap, len(parts))
+    search = {"candidates": candidates.k, "seconds": round(time.perf_counter() - started, 1),
+              "dense_fallback": round(candidates.fallback / max(candidates.scored, 1), 6)}
+    for chunk in chunks(len(folds)):
+        stack = read(parts, chunk)
+        x = np.empty(stack.shape[1:], np.float32)
+        for k, w in fold_weights.items():
+            apply = folds[chunk] == k
+            x[apply] = blend(stack[:, apply], w)
+        oof[chunk] = _scored(x, evaluator, labels(chunk))
+    return weights, {k: [round(float(x), 4) for x in w] for k, w in fold_weights.items()}, search
+
+
+def _scored(logits, evaluator, labels):
+    """`logits` after adding them to `evaluator`."""
+    evaluator.update(logits, labels)
+    return logits
 
 
 def report(metrics):
@@ -187,6 +239,12 @@ def report(metrics):
     if metrics["fold_weights"]:
         lines += ["Weights fitted without each fold (the OOF rows of fold k use its weights):",
                   "", *(f"- fold {k}: {w}" for k, w in metrics["fold_weights"].items()), ""]
+    search = metrics.get("weight_search")
+    if search:
+        lines += [f"Weight search: on each video's {search['candidates']} best classes of every "
+                  f"member (the blend's top 20 provably among them, else the video blended "
+                  f"densely: {search['dense_fallback']:.2%} of the trials' rows), "
+                  f"{search['seconds']} s.", ""]
     if metrics.get("stacker_folds"):
         lines += [f"Stacker settings: {json.dumps(metrics['stacker'])}", "",
                   "Each fold's stacker, trained on the other folds' OOF rows:", "",

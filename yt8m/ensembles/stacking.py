@@ -9,6 +9,9 @@ unlikely). Optionally the video-level mean rgb + audio features feed every gate.
 Honest OOF: the stacker of fold k trains on the OOF rows of the other folds (the same shard folds
 as the members) and predicts fold k's rows, so no row is scored by a stacker that saw it. The
 test predictions are the mean of the fold stackers' logits.
+
+Nothing is held whole: the stackers read the members' memory-maps batch by batch, and their
+predictions go batch by batch into memory-mapped files at their final rows.
 """
 
 import hashlib
@@ -22,8 +25,9 @@ import numpy as np
 from .. import predictions
 from ..errors import Yt8mError
 from ..fileio import write_json
-from ..metrics import evaluate
+from ..metrics import Evaluator
 from ..models.training import MultiLabelLoss
+from .streaming import chunks, row_index
 
 # The stacker's settings (the spec's `stacker:` mapping overrides any of them). On the sample
 # competition (9 demo members, 3 folds) these give 0.419 OOF GAP@20; without the input gating
@@ -146,17 +150,14 @@ class MemberBatches(keras.utils.PyDataset):
         self._order = self._shuffled()
 
     def predict(self, model):
-        """float32 logits in `rows` order (short batches padded, see `predict_padded`)."""
+        """(first position, float32 logits) of each batch, in `rows` order (short batches
+        padded, see `predict_padded`)."""
         from ..models.callbacks import predict_padded
 
-        out = []
         for index in range(len(self)):
             start = index * self.batch_size
             inputs = self.inputs(self.rows[start:start + self.batch_size])
-            out.append(np.asarray(predict_padded(model, inputs, self.batch_size), np.float32))
-        if not out:
-            return np.zeros((0, self.members[0].shape[1]), np.float32)
-        return np.concatenate(out)
+            yield start, np.asarray(predict_padded(model, inputs, self.batch_size), np.float32)
 
 
 def fingerprint(spec, member_folders):
@@ -167,7 +168,7 @@ def fingerprint(spec, member_folders):
     for folder in member_folders:
         record = predictions.source_metrics(folder)
         files = [(p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                 for part in ("oof", "test") for p in predictions.paths(folder, part)]
+                 for part in ("oof", "test") for p in predictions.files(folder, part)]
         digest.update(f"{folder}:{record.get('config_hash')}:{record.get('data_hash')}:"
                       f"{(record.get('oof') or {}).get('gap')}:{files}".encode())
     return digest.hexdigest()[:16]
@@ -175,18 +176,18 @@ def fingerprint(spec, member_folders):
 
 def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_rows,
                  progress=False, digest=""):
-    """Train one stacker per fold; returns (OOF logits, test logits, per-fold records).
+    """Train one stacker per fold; returns the per-fold records.
 
-    `members_oof` / `members_test`: the members' logits (lists of (videos, classes) arrays, row
-    i of every member is the same video); `oof_rows` / `test_rows`: those videos' rows in the
-    feature `cache` (labels, folds, video features). A fold whose `fold_<k>/fold.json` carries
-    `digest` is read back instead of trained again.
+    `members_oof` / `members_test`: the members' (memory-mapped) logits, read batch by batch
+    (row i of every member is the same video); `oof_rows` / `test_rows`: those videos' rows in
+    the feature `cache` (labels, folds, video features). Fold k's stacker writes its predictions
+    of fold k's OOF rows and of the test rows to `fold_<k>/` (float32, batch by batch; `write_oof`
+    and `write_test` gather them). A fold whose `fold_<k>/fold.json` carries `digest` is kept
+    instead of trained again.
     """
     options = spec["stacker"]
     oof_rows, test_rows = np.asarray(oof_rows), np.asarray(test_rows)
     folds = cache.fold[oof_rows]
-    oof = np.zeros((len(oof_rows), cache.num_classes), np.float32)
-    test_sum = np.zeros((len(test_rows), cache.num_classes), np.float64)
     feature_dim = cache.feature_dim if options["video_features"] else None
     means = (None, None)
     if options["video_features"]:
@@ -206,9 +207,6 @@ def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_row
         record_path = folder / FOLD_FILE
         record = json.loads(record_path.read_text()) if record_path.is_file() else {}
         if record.get("digest") == digest:  # this fold's stacker is done and current
-            oof[held_out] = predictions.load(folder, "oof").aligned_to(
-                cache.ids[oof_rows[held_out]])
-            test_sum += predictions.load(folder, "test").aligned_to(cache.ids[test_rows])
             records.append(record)
             continue
         seed = spec["seed"] * 1000 + int(k)
@@ -233,21 +231,47 @@ def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_row
         if not np.isfinite(loss):
             raise Yt8mError(f"the stacker of fold {k} diverged (loss {loss}); lower "
                             f"stacker.learning_rate (now {options['learning_rate']})")
-        fold_oof = MemberBatches(members_oof, held_out, options["batch_size"],
-                                 means=means[0]).predict(model)
-        fold_test = MemberBatches(members_test, np.arange(len(test_rows)),
-                                  options["batch_size"], means=means[1]).predict(model)
-        oof[held_out] = fold_oof
-        test_sum += fold_test
-        predictions.save(folder, "oof", cache.ids[oof_rows[held_out]], fold_oof,
-                         dtype=np.float32)
-        predictions.save(folder, "test", cache.ids[test_rows], fold_test, dtype=np.float32)
+        evaluator = Evaluator(cache.num_classes, from_logits=True)
+        with predictions.writer(folder, "oof", cache.ids[oof_rows[held_out]],
+                                cache.num_classes, np.float32) as fold_oof:
+            for first, x in MemberBatches(members_oof, held_out, options["batch_size"],
+                                          means=means[0]).predict(model):
+                fold_oof[first:first + len(x)] = x
+                evaluator.update(x, cache.label_lists(oof_rows[held_out[first:first + len(x)]]))
+        with predictions.writer(folder, "test", cache.ids[test_rows], cache.num_classes,
+                                np.float32) as fold_test:
+            for first, x in MemberBatches(members_test, np.arange(len(test_rows)),
+                                          options["batch_size"], means=means[1]).predict(model):
+                fold_test[first:first + len(x)] = x
         record = {"fold": int(k), "digest": digest, "train_videos": int(len(train_rows)),
                   "final_loss": round(float(loss), 4),
                   "seconds": round(time.perf_counter() - started, 1),
-                  "oof": evaluate(fold_oof, cache.label_lists(oof_rows[held_out]),
-                                  from_logits=True)}
+                  "oof": evaluator.result()}
         write_json(record_path, record)
         records.append(record)
-    return oof, (test_sum / len(records)).astype(np.float32), records
+    return records
 
+
+def write_oof(out, records, oof, evaluator, ids, labels, folds):
+    """Copy each fold stacker's OOF predictions into `oof` at their rows (`folds == k`), chunk
+    by chunk, adding them to `evaluator`; `ids` are the rows' videos, `labels(index)` their
+    label lists."""
+    for record in records:
+        held_out = np.flatnonzero(folds == record["fold"])
+        fold = predictions.load(Path(out) / f"fold_{record['fold']}", "oof")
+        index = np.arange(len(fold))[row_index(fold, ids[held_out])]
+        for chunk in chunks(len(held_out)):
+            x = np.asarray(fold.logits[index[chunk]], np.float32)
+            evaluator.update(x, labels(held_out[chunk]))
+            oof[held_out[chunk]] = x
+
+
+def write_test(out, records, test, ids):
+    """The mean of the fold stackers' test logits into `test`, chunk by chunk."""
+    folds = [predictions.load(Path(out) / f"fold_{r['fold']}", "test") for r in records]
+    index = [np.arange(len(fold))[row_index(fold, ids)] for fold in folds]
+    for chunk in chunks(len(ids)):
+        total = np.zeros((chunk.stop - chunk.start, test.shape[1]), np.float64)
+        for fold, rows in zip(folds, index, strict=True):
+            total += fold.logits[rows[chunk]]
+        test[chunk] = (total / len(folds)).astype(np.float32)

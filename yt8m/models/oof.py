@@ -427,8 +427,11 @@ def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
     done = all((out / f"fold_{k}" / FOLD_FILE).is_file() for k in range(cache.num_folds))
     if not done:
         return None, trained
-    stored = (predictions.source_metrics(out).get("predictions") or {}).get("top_k", False)
-    if trained or stored != spec.top_k:  # (False: no metrics.json, or one from before top_k)
+    store = predictions.source_metrics(out).get("predictions") or {}
+    # the form the spec asked for at the last assembly: a later `yt8m compact` is kept (same
+    # scores); False: no metrics.json, or one from before top_k
+    stored = store.get("compacted_from", store.get("top_k", False))
+    if trained or stored != spec.top_k:
         return assemble(spec, out, cache), trained
     os.utime(out / "metrics.json")  # current for this spec: Make's file target is satisfied
     return json.loads((out / "metrics.json").read_text()), trained

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import Yt8mError
+from ..predictions import MIN_TOP_K
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,6 @@ TRAINING_KEYS = {
 }
 SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training",
              "predictions")
-# GAP@20 and the submission read a video's 20 best classes: a top-k store needs at least those.
-MIN_TOP_K = 20
 # Training settings that must be above zero wherever they are set.
 POSITIVE_KEYS = ("batch_size", "epochs", "num_frames", "learning_rate", "decay_rate",
                  "decay_examples", "clipnorm", "early_stopping", "eval_batch_size", "workers",
