@@ -25,6 +25,8 @@ MODEL ?=
 FOLD ?=
 DISTRIBUTE ?=
 TRAIN_FLAGS = --quiet $(if $(DISTRIBUTE),--distribute)
+# specs trained side by side by `make train-all` (one process each; keep 1 on a single GPU)
+JOBS ?= 1
 PORT ?= 6006
 # raw-video specs (model: stnet) train on input/kinetics/, not on the features/ folds
 VIDEO_SPECS := $(shell grep -l '^model: *stnet' models/*.yaml 2>/dev/null)
@@ -54,6 +56,8 @@ all: setup sample features train-all ensemble sample-video train-video ## Set up
 
 # The sample competition is folded in 3 (not 5) so that every demo model trains in the budget.
 all: FOLDS := $(or $(FOLDS),$(if $(wildcard features/folds.csv),,3))
+# The demo models are too small to keep two cores busy: train two specs side by side.
+all: JOBS := 2
 
 setup: $(VENV)/.installed ## Create the virtualenv in .venv and install the workspace into it
 
@@ -82,7 +86,8 @@ train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every YouTube-8M spec in 
 # under `make -j` each recipe trains its own spec, side by side.
 models/%/metrics.json: models/%.yaml features/frame/manifest.json
 	@if [ $@ -nt $< ] && [ $@ -nt features/frame/manifest.json ]; then :; else \
-	  set -x; $(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS)) $(TRAIN_FLAGS); fi
+	  set -x; $(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS) --jobs $(JOBS)) \
+	    $(TRAIN_FLAGS); fi
 
 sample-video: setup ## Generate the sample raw-video competition into input/kinetics/ (a no-op when there)
 	$(YT8M) sample-video --output $(VIDEO_INPUT)

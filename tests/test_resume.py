@@ -139,3 +139,22 @@ def test_a_second_train_of_the_same_spec_names_the_process_that_holds_it(tiny_fe
     assert f"models/ac/ is being written by process {os.getpid()} (a test holding the lock" \
         in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.slow  # `make test-slow`, run by CI
+def test_specs_trained_side_by_side_give_what_each_gives_alone(tiny_features, tmp_path,
+                                                               reference):
+    """`yt8m train --jobs 2` (what `make all` runs): each spec's folds are what a run of it alone
+    gives, and a spec that fails is named while the others finish."""
+    root = _workspace(tmp_path / "w", tiny_features)
+    (root / "models" / "vl.yaml").write_text(
+        "model: video_logistic\npreset: demo\ntraining: {epochs: 2, batch_size: 16}\n")
+    (root / "models" / "bad.yaml").write_text("model: video_logistic\ntraining: {epochs: 0}\n")
+    run = _yt8m(root, "train", "models/ac.yaml", "models/bad.yaml", "models/vl.yaml", *FOLDS,
+                "--quiet", "--jobs", "2")
+    assert run.returncode == 2
+    assert "bad: error: models/bad.yaml: training: epochs must be at least 1" in run.stderr
+    assert "1 of 3 specs failed (models/bad.yaml)" in run.stderr
+    assert "Traceback" not in run.stderr
+    _assert_same_result(root, reference)
+    assert json.loads((root / "models/vl/fold_1/fold.json").read_text())["epochs"] == 2

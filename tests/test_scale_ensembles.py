@@ -108,10 +108,12 @@ def _check_growth(sizes, combiner, extra=""):
     assert large[1] - small[1] < dense / 4, (combiner, small, large, dense)
 
 
+@pytest.mark.slow  # `make test-slow`, run by CI
 def test_mean_memory_does_not_grow_with_the_videos(sizes):
     _check_growth(sizes, "mean")
 
 
+@pytest.mark.slow  # `make test-slow`, run by CI
 def test_weighted_memory_does_not_grow_with_the_videos(sizes):
     _check_growth(sizes, "weighted")
 

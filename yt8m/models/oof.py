@@ -435,3 +435,39 @@ def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
         return assemble(spec, out, cache), trained
     os.utime(out / "metrics.json")  # current for this spec: Make's file target is satisfied
     return json.loads((out / "metrics.json").read_text()), trained
+
+
+def _train_in_worker(spec_path, folds, features, models_dir, distribute):
+    """`train` in a worker process of `train_many`: (metrics, trained, error text). Errors travel
+    as text: a Yt8mError subclass need not survive pickling."""
+    try:
+        metrics, trained = train(spec_path, folds, features, models_dir, progress=False,
+                                 distribute=distribute)
+        return metrics, trained, None
+    except Yt8mError as e:
+        return None, [], str(e)
+
+
+def train_many(spec_paths, jobs, folds=None, features="features", models_dir=None,
+               distribute=False):
+    """Train several specs in `jobs` worker processes, each taking the next spec as it finishes
+    one (one TensorFlow start-up per worker); yields (spec path, metrics, trained, error text)
+    as each spec ends, an error not stopping the others.
+
+    Why: a small model leaves most of a multi-core CPU idle (its steps are too short to spread
+    over the cores), so two specs side by side on two cores train about 1.4x faster than one
+    after the other. Each spec's result is the one it has trained alone (every fold seeds itself
+    and starts from fresh variables). The workers die with this process.
+    """
+    import concurrent.futures as cf
+    import multiprocessing
+
+    from ..features.convert import die_with_parent
+
+    with cf.ProcessPoolExecutor(max_workers=min(jobs, len(spec_paths)),
+                                mp_context=multiprocessing.get_context("spawn"),
+                                initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        futures = {pool.submit(_train_in_worker, str(path), folds, features, models_dir,
+                               distribute): path for path in spec_paths}
+        for future in cf.as_completed(futures):
+            yield (futures[future], *future.result())
