@@ -1,9 +1,9 @@
 """Row chunks of the members' memory-mapped logits, read a chunk at a time.
 
-Every combiner reads `CHUNK_ROWS` rows of each member at a time (as float32: members x 1024 x
-3862 x 4 bytes, 16 MB per member; `predictions.CHUNK_ROWS` rows would take 126 MB per member)
-and writes its blend through `predictions.writer` at its final rows, so its memory depends on
-the chunk and the number of members, never on the number of videos. Members may be dense or
+Every combiner reads `predictions.CHUNK_ROWS` rows of each member at a time (as float32: 1024 x
+3862 x 4 bytes, 16 MB per member) and writes its blend through `predictions.writer` at its
+final rows, so its memory depends on the chunk and the number of members, never on the number
+of videos. Members may be dense or
 top-k (`predictions.load` reads both as dense rows).
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from .. import predictions
 from ..errors import Yt8mError
 
-CHUNK_ROWS = 1024
+CHUNK_ROWS = predictions.CHUNK_ROWS
 
 
 def chunks(n, size=CHUNK_ROWS):

@@ -367,8 +367,11 @@ def assemble(spec, out, cache):
     with predictions.writer(out, "test", cache.ids[test_rows], cache.num_classes,
                             top_k=spec.top_k) as mean:
         for chunk in predictions.chunks(len(test_rows)):
-            total = sum(np.asarray(test.logits[chunk], np.float64) for test in tests)
-            mean[chunk] = (total / len(tests)).astype(np.float32)
+            total = np.zeros((chunk.stop - chunk.start, cache.num_classes), np.float64)
+            for test in tests:
+                total += test.logits[chunk]
+            total /= len(tests)
+            mean[chunk] = total
     metrics = {"id": out.name, "model": spec.model, "preset": spec.preset,
                "config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
                "oof": scores, "folds": records, "predictions": store,
