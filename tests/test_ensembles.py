@@ -48,6 +48,9 @@ def workspace(tiny_features, tmp_path, monkeypatch):
 
 def test_weighted_blend_beats_every_member_and_is_cross_fitted(workspace, capsys):
     Path("ensembles/w.yaml").write_text("members: [low, high, noise]\ncombiner: weighted\n")
+    stale = Path("ensembles/w/.candidates.killed.tmp")  # what a killed weighted build leaves
+    stale.mkdir(parents=True)
+    (stale / "values").write_bytes(b"0" * 100)
     assert main(["ensemble", "ensembles/w.yaml"]) == 0
     metrics = json.loads(Path("ensembles/w/metrics.json").read_text())
     best = max(s["gap"] for s in metrics["member_oof"].values())

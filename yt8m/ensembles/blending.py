@@ -135,6 +135,8 @@ class Candidates:
         self.dtypes = dict(zip(self.FILES, (np.result_type(*(p.dtype for p in parts)),
                                             class_dtype, bool, np.int32, np.float32),
                                strict=True))
+        for stale in Path(folder).glob(".candidates.*.tmp"):  # a killed build's (the caller
+            shutil.rmtree(stale, ignore_errors=True)           # holds the folder's lock)
         self.folder = Path(tempfile.mkdtemp(prefix=".candidates.", suffix=".tmp", dir=folder))
         self.sizes = dict.fromkeys(self.FILES, 0)  # elements written to each file
         self.blocks, self.maps = [], None  # (first row, rows, width, element offsets)
