@@ -24,7 +24,7 @@ COMPETITION ?= youtube8m-2018
 MODEL ?=
 FOLD ?=
 DISTRIBUTE ?=
-TRAIN_FLAGS = --quiet $(if $(DISTRIBUTE),--distribute)
+TRAIN_FLAGS = --quiet --level $(LEVEL) $(if $(DISTRIBUTE),--distribute)
 # specs trained side by side by `make train-all` (one process each; keep 1 on a single GPU)
 JOBS ?= 1
 PORT ?= 6006
@@ -33,6 +33,12 @@ VIDEO_SPECS := $(shell grep -l '^model: *stnet' models/*.yaml 2>/dev/null)
 SPECS := $(filter-out $(VIDEO_SPECS),$(wildcard models/*.yaml))
 VIDEO_INPUT ?= input/kinetics
 ENSEMBLES := $(wildcard ensembles/*.yaml)
+# LEVEL=video (video-level shards only): the specs of video-level models, and the ensembles of them
+ifeq ($(LEVEL),video)
+LISTED := $(shell test -x $(YT8M) && $(YT8M) specs --level video $(SPECS) $(ENSEMBLES))
+SPECS := $(filter models/%,$(LISTED))
+ENSEMBLES := $(filter ensembles/%,$(LISTED))
+endif
 # make submission: SRC=models/<id> or ensembles/<id> (default: best OOF GAP), ID=, GZIP=1, FORCE=1
 # make submit: SUB=<id> MSG="..." DRY_RUN=1
 SRC ?=
@@ -78,16 +84,19 @@ train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into 
 	@test -n "$(MODEL)" || { echo "make train: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
 	$(YT8M) train models/$(MODEL).yaml $(if $(FOLD),--fold $(FOLD)) $(TRAIN_FLAGS)
 
-train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every YouTube-8M spec in models/*.yaml over every fold (skips what is up to date)
+train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every YouTube-8M spec in models/*.yaml over every fold (skips what is up to date; LEVEL=video: the video-level ones on features/video/)
 	@$(YT8M) leaderboard
 
 # Serially, the first stale spec's recipe trains every stale spec in one process (one TensorFlow
 # start-up instead of one per spec) and the later recipes find their target already rebuilt;
 # under `make -j` each recipe trains its own spec, side by side.
-models/%/metrics.json: models/%.yaml features/frame/manifest.json
-	@if [ $@ -nt $< ] && [ $@ -nt features/frame/manifest.json ]; then :; else \
+models/%/metrics.json: models/%.yaml features/$(LEVEL)/manifest.json
+	@if [ $@ -nt $< ] && [ $@ -nt features/$(LEVEL)/manifest.json ]; then :; else \
 	  set -x; $(YT8M) train $(if $(findstring j,$(MAKEFLAGS)),$<,$(SPECS) --jobs $(JOBS)) \
 	    $(TRAIN_FLAGS); fi
+
+features/%/manifest.json:
+	@echo "no feature cache at features/$*/: build it with make features LEVEL=$*"; exit 2
 
 sample-video: setup ## Generate the sample raw-video competition into input/kinetics/ (a no-op when there)
 	$(YT8M) sample-video --output $(VIDEO_INPUT)

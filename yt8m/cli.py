@@ -284,7 +284,8 @@ def _train(args):
     failed = []
     if args.jobs > 1 and len(specs) > 1:
         for spec, metrics, trained, error in train_many(specs, args.jobs, folds, args.features,
-                                                        args.models, args.distribute):
+                                                        args.models, args.distribute,
+                                                        args.level):
             if error:
                 print(f"{Path(spec).stem}: error: {error}", file=sys.stderr)
                 failed.append(spec)
@@ -293,13 +294,28 @@ def _train(args):
     else:
         for spec in specs:
             metrics, trained = train(spec, folds, args.features, args.models,
-                                     progress=not args.quiet, distribute=args.distribute)
+                                     progress=not args.quiet, distribute=args.distribute,
+                                     level=args.level)
             _print_trained(spec, metrics, trained)
     for spec in video:
         _train_video(spec, args)
     if failed:
         raise Yt8mError(f"{len(failed)} of {len(specs)} specs failed ({', '.join(failed)}); the "
                         f"others are trained, and running the same command again resumes")
+
+
+def _specs(args):
+    from yt8m.ensembles import load_spec as load_ensemble
+    from yt8m.kinetics.spec import is_video_spec
+    from yt8m.models.registry import load_spec
+
+    models = [Path(p) for p in args.specs if Path(p).parent.name != "ensembles"]
+    ensembles = [Path(p) for p in args.specs if Path(p).parent.name == "ensembles"]
+    kept = [p for p in models if not is_video_spec(p)
+            and (args.level == "frame" or load_spec(p).level == "video")]
+    ids = {p.stem for p in kept}
+    kept += [p for p in ensembles if set(load_ensemble(p)["members"]) <= ids]
+    print("\n".join(map(str, kept)))
 
 
 def _print_trained(spec, metrics, trained):
@@ -565,6 +581,18 @@ def build_parser():
                    help="data parallel over every local GPU: Keras DataParallel (JAX) or "
                         "tf.distribute.MirroredStrategy (TensorFlow); the batch size must be a "
                         "multiple of the device count")
+    p.add_argument("--level", default="frame", choices=["frame", "video"],
+                   help="the cache to train on, features/<level>/: video trains the "
+                        "video-level models (video_logistic, video_moe) on the video-level "
+                        "features and refuses frame-level ones")
+
+    p = command("specs", _specs, "list the specs that train at a level",
+                "Print the YouTube-8M model specs among SPECS that train on features/<level>/ "
+                "(every one at frame level, the video-level models at video level), then the "
+                "ensemble specs (ensembles/<id>.yaml) whose members are all among them: what "
+                "make train-all and make ensemble build at LEVEL=video.")
+    p.add_argument("specs", nargs="*", help="models/<id>.yaml and ensembles/<id>.yaml files")
+    p.add_argument("--level", default="frame", choices=["frame", "video"])
 
     p = command("ensemble", _ensemble, "blend trained models into ensembles/<id>/",
                 "Blend the members' out-of-fold and test logits with the spec's combiner (mean; "
@@ -612,7 +640,9 @@ def build_parser():
                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         a.set_defaults(func=func)
         a.add_argument("--features", default="features")
-        a.add_argument("--level", default="frame", choices=["frame", "video"])
+        a.add_argument("--level", choices=["frame", "video"],
+                       help="the cache whose test videos a submission covers (default: the "
+                            "source's level, else frame, else video)")
         a.add_argument("--input", default="input")
         a.add_argument("--output", default="submissions", help="the submissions folder")
         return a

@@ -98,6 +98,20 @@ def load_members(members, models_dir="models"):
     return loaded
 
 
+def members_level(members, models_dir="models"):
+    """The cache level every member trained on (their metrics.json `level`; frame before it
+    was recorded): members of both levels hold other videos in another row order."""
+    levels = {m: predictions.source_metrics(Path(models_dir) / m).get("level", "frame")
+              for m in members}
+    first = members[0]
+    other = next((m for m in members if levels[m] != levels[first]), None)
+    if other is not None:
+        raise Yt8mError(f"{Path(models_dir) / other}: trained on {levels[other]}-level "
+                        f"features, {Path(models_dir) / first} on {levels[first]}-level ones; "
+                        f"train both on one level (make train-all LEVEL=...)")
+    return levels[first]
+
+
 def build(spec_path, features="features", models_dir="models", out_dir=None, progress=False):
     """Blend (or stack) the members of one ensemble spec; returns its metrics dict."""
     spec_path = Path(spec_path)
@@ -113,7 +127,7 @@ def _build(spec, out, features, models_dir, progress):
     start = time.perf_counter()
     names = spec["members"]
     members = load_members(names, models_dir)
-    cache = FeatureCache(features, "frame")
+    cache = FeatureCache(features, members_level(names, models_dir))
     oof_ids, test_ids = members[names[0]][0].ids, members[names[0]][1].ids
     rows, test_rows = locate(oof_ids, cache.ids), locate(test_ids, cache.ids)
     missing = [*oof_ids[rows < 0].tolist(), *test_ids[test_rows < 0].tolist()]
@@ -175,7 +189,7 @@ def _build(spec, out, features, models_dir, progress):
     member_scores = {m: e.result() for m, e in zip(names, member_evaluators, strict=True)}
     best = max(member_scores, key=lambda m: member_scores[m]["gap"])
     metrics = {"id": out.name, "model": f"ensemble:{spec['combiner']}",
-               "preset": "-", "members": names, "combiner": spec["combiner"],
+               "preset": "-", "level": cache.level, "members": names, "combiner": spec["combiner"],
                "space": space, "oof": scores,
                "weights": None if weights is None else dict(
                    zip(names, [round(float(w), 4) for w in weights], strict=True)),

@@ -372,7 +372,7 @@ def assemble(spec, out, cache):
                 total += test.logits[chunk]
             total /= len(tests)
             mean[chunk] = total
-    metrics = {"id": out.name, "model": spec.model, "preset": spec.preset,
+    metrics = {"id": out.name, "model": spec.model, "preset": spec.preset, "level": cache.level,
                "config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
                "oof": scores, "folds": records, "predictions": store,
                "seconds": round(sum(r["seconds"] for r in records), 1),
@@ -383,20 +383,33 @@ def assemble(spec, out, cache):
     return metrics
 
 
+def open_cache(spec, features="features", level="frame"):
+    """The feature cache `spec` trains on at `level`; a frame-level model on a video-level
+    cache is refused (it has no frames to read)."""
+    from ..features.cache import FeatureCache
+
+    if level == "video" and spec.level != "video":
+        raise Yt8mError(f"{spec.source}: {spec.model} is a frame-level model and "
+                        f"{features}/video/ holds video-level features only; build the frame "
+                        f"cache (make features LEVEL=frame) or train the video-level specs")
+    return FeatureCache(features, level)
+
+
 def train(spec_path, folds=None, features="features", models_dir=None, progress=False,
-          distribute=False):
+          distribute=False, level="frame"):
     """Train the missing folds of a spec (all, or those in `folds`), then assemble if complete.
 
+    `level`: the cache to train on, `features/<level>/` (video-level models train on either:
+    the video-level features, or the frame cache's frame means).
     `distribute`: data parallelism over the local devices (see `data_parallel_scope`).
 
     Returns (metrics or None when folds are still missing, folds trained now).
     """
-    from ..features.cache import FeatureCache
     from .registry import load_spec
 
     spec = load_spec(spec_path)
     keras.backend.clear_session()  # nothing of an earlier spec trained in this process lingers
-    cache = FeatureCache(features, "frame")
+    cache = open_cache(spec, features, level)
     if cache.num_folds < 2:
         raise Yt8mError(f"{features}/folds.csv assigns no folds; build the features first")
     out = model_dir(spec_path, models_dir)
@@ -440,19 +453,19 @@ def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
     return json.loads((out / "metrics.json").read_text()), trained
 
 
-def _train_in_worker(spec_path, folds, features, models_dir, distribute):
+def _train_in_worker(spec_path, folds, features, models_dir, distribute, level):
     """`train` in a worker process of `train_many`: (metrics, trained, error text). Errors travel
     as text: a Yt8mError subclass need not survive pickling."""
     try:
         metrics, trained = train(spec_path, folds, features, models_dir, progress=False,
-                                 distribute=distribute)
+                                 distribute=distribute, level=level)
         return metrics, trained, None
     except Yt8mError as e:
         return None, [], str(e)
 
 
 def train_many(spec_paths, jobs, folds=None, features="features", models_dir=None,
-               distribute=False):
+               distribute=False, level="frame"):
     """Train several specs in `jobs` worker processes, each taking the next spec as it finishes
     one (one TensorFlow start-up per worker); yields (spec path, metrics, trained, error text)
     as each spec ends, an error not stopping the others.
@@ -471,6 +484,6 @@ def train_many(spec_paths, jobs, folds=None, features="features", models_dir=Non
                                 mp_context=multiprocessing.get_context("spawn"),
                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(_train_in_worker, str(path), folds, features, models_dir,
-                               distribute): path for path in spec_paths}
+                               distribute, level): path for path in spec_paths}
         for future in cf.as_completed(futures):
             yield (futures[future], *future.result())

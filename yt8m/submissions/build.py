@@ -15,15 +15,18 @@ from . import segments, video
 from .files import Report, is_gzip, open_text, read_lines
 
 
-def test_ids(features="features", level="frame"):
-    """The test split's video ids in cache order, or None when there is no cache."""
+def test_ids(features="features", level=None):
+    """The test split's video ids in cache order, or None when there is no cache. `level`
+    None: the frame cache, else the video-level one."""
     from ..features.cache import FeatureCache
 
-    try:
-        cache = FeatureCache(features, level)
-    except Yt8mError:
-        return None, None
-    return cache.ids[cache.rows("test")], cache.num_classes
+    for each in [level] if level else ["frame", "video"]:
+        try:
+            cache = FeatureCache(features, each)
+        except Yt8mError:
+            continue
+        return cache.ids[cache.rows("test")], cache.num_classes
+    return None, None
 
 
 def valid_classes(input_dir="input", num_classes=None):
@@ -42,7 +45,7 @@ def scored_segment_classes(input_dir="input"):
             if number > 1 and line.strip()]
 
 
-def check_file(path, features="features", level="frame", input_dir="input"):
+def check_file(path, features="features", level=None, input_dir="input"):
     """Validate any submission, choosing the format from its header; returns a `Report`. A
     provenance `<id>.json` beside it that does not describe it is an error (`provenance`)."""
     provenance(path)
@@ -171,7 +174,7 @@ def choose_source(source=None, roots=("ensembles", "models")):
 
 
 def write_submission(source=None, output="submissions", sub_id=None, features="features",
-                     level="frame", input_dir="input", gz=False, force=False,
+                     level=None, input_dir="input", gz=False, force=False,
                      competition="youtube8m-2018", top_k=video.TOP_K):
     """Write `<output>/<id>.csv[.gz]` and `<id>.json` from `source`'s test predictions.
 
@@ -190,6 +193,7 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
         current = existing_submission(path, meta_path, source, preds.path, force)
         if current:
             return path, current, False
+        level = level or predictions.source_metrics(source).get("level")
         ids, num_classes = test_ids(features, level)
         logits = preds.logits if ids is None else aligned_rows(preds, ids)
         ids = preds.ids if ids is None else ids
@@ -269,10 +273,10 @@ def default_message(path):
     return f"{info.get('source', path)}{estimate} (yt8m {__version__})"
 
 
-def segment_ids_for_test(features="features", level="frame"):
+def segment_ids_for_test(features="features", level=None):
     """Every test segment id of the cache (`<id>:<start>`), for 2019 submissions."""
     from ..features.cache import FeatureCache
 
-    cache = FeatureCache(features, level)
+    cache = FeatureCache(features, level or "frame")
     rows = cache.rows("test")
     return segments.segment_ids_of(cache.ids[rows], np.asarray(cache.num_frames)[rows])
