@@ -37,6 +37,7 @@ from ..fileio import LOCK_FILE, atomic_path, output_lock, write_json
 from ..metrics import Evaluator
 
 FOLD_FILE = "fold.json"
+REFIT_FILE = "refit.json"
 
 
 def model_dir(spec_path, models_dir=None):
@@ -232,7 +233,7 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     """
     from .callbacks import GapEvaluation
     from .checkpoints import EpochCheckpoint
-    from .training import CacheBatches, predict_logits
+    from .training import CacheBatches
 
     _, training = spec.settings()
     models = models or FoldModels(spec, cache)
@@ -296,18 +297,10 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
         log(out, f"{best_path}: damaged ({type(e).__name__}: {e}); fold {fold} starts again")
         checkpoint.clear()
         return train_fold(spec, out, cache, fold, progress, models, _attempt=1)
-    # float32 files written batch by batch at their rows: memory stays that of a batch
-    # (with `top_k`, the scores come from the dense batches before they are reduced)
     evaluator = Evaluator(cache.num_classes, from_logits=True)
-    with predictions.writer(folder, "oof", cache.ids[val_rows], cache.num_classes,
-                            np.float32, spec.top_k) as oof:
-        predict_logits(model, held_out, out=oof, evaluator=evaluator)
+    predict_into(folder, "oof", model, spec, cache, val_rows, evaluator)
     scores = evaluator.result()
-    with predictions.writer(folder, "test", cache.ids[test_rows], cache.num_classes,
-                            np.float32, spec.top_k) as test:
-        if len(test_rows):
-            predict_logits(model, CacheBatches(cache, test_rows, spec.level, training, False),
-                           out=test)
+    predict_into(folder, "test", model, spec, cache, test_rows)
     with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
         shutil.copyfile(best_path, tmp)
     if fold == 0:
@@ -324,6 +317,89 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     write_json(folder / FOLD_FILE, record)
     checkpoint.clear_backups()
     return record
+
+
+def refit_epochs(records):
+    """The epochs a refit model trains: the mean of the folds' best epochs, rounded."""
+    return max(1, round(float(np.mean([r["best_epoch"] for r in records]))))
+
+
+def train_refit(spec, out, cache, models, progress=False):
+    """Train one model on every labeled video for the epochs the folds chose (`refit_epochs`)
+    and predict the test videos with it, into `<out>/refit/`; returns (record, trained now).
+
+    Like a fold it commits every epoch (`EpochCheckpoint`, no monitor: the last epoch is the
+    model) and resumes from the last commit; `refit.json` is written last. The schedule's steps
+    per epoch stay the folds' (one compiled optimizer for all), so an epoch-based decay comes
+    about 1/K of the epoch early with K folds."""
+    from .checkpoints import EpochCheckpoint
+
+    folder = out / "refit"
+    if (folder / REFIT_FILE).is_file():
+        return json.loads((folder / REFIT_FILE).read_text()), False
+    folder.mkdir(parents=True, exist_ok=True)
+    _, training = spec.settings()
+    records = [json.loads((out / f"fold_{k}" / FOLD_FILE).read_text())
+               for k in range(cache.num_folds)]
+    epochs = refit_epochs(records)
+    rows = np.concatenate([_labeled_fold_rows(cache), extra_training_rows(cache, training)])
+    model, data = models.start(-1, rows, seed=spec.seed * 1000 + 999)
+    checkpoint = EpochCheckpoint(
+        folder, {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
+                 "epochs": epochs}, say=lambda line: log(out, line))
+    initial_epoch = checkpoint.restore(model)
+    data.start_at(initial_epoch)
+    guard, start = NanGuard(), time.perf_counter()
+    if not checkpoint.finished(epochs):
+        model.fit(data, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
+                  verbose=1 if progress else 0, callbacks=[guard, checkpoint])
+    seconds = time.perf_counter() - start
+    if guard.where is not None:
+        checkpoint.clear()
+        raise Yt8mError(f"{spec.source}: the refit model diverged in epoch "
+                        f"{guard.where[0] + 1}; lower the learning rate or set clipnorm, then "
+                        f"run again (the folds are kept)")
+    with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
+        model.save_weights(str(tmp))
+    predict_into(folder, "test", model, spec, cache, cache.rows("test"))
+    record = {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
+              "epochs": epochs, "fold_best_epochs": [r["best_epoch"] for r in records],
+              "train_videos": int(len(rows)), "seconds": round(seconds, 2)}
+    write_json(folder / REFIT_FILE, record)
+    checkpoint.clear_backups()
+    return record, True
+
+
+def predict_into(folder, part, model, spec, cache, rows, evaluator=None, progress=False):
+    """Write `model`'s float32 logits of the cache's `rows` as `folder`'s `part` predictions,
+    batch by batch at their rows (memory stays that of a batch; with the spec's `top_k`, the
+    scores come from the dense batches before they are reduced). The one path by which a trained
+    model predicts: a fold's held-out and test videos, a refit model's, and `yt8m predict`.
+    `evaluator`: an `Evaluator` also updated with each batch and its labels."""
+    from .training import CacheBatches, predict_logits
+
+    _, training = spec.settings()
+    with predictions.writer(folder, part, cache.ids[rows], cache.num_classes, np.float32,
+                            spec.top_k) as out:
+        if len(rows):
+            predict_logits(model, CacheBatches(cache, rows, spec.level, training, False),
+                           out=out, evaluator=evaluator, progress=progress)
+
+
+def write_mean(parts, folder, part, ids, num_classes, top_k):
+    """`folder`'s `part` predictions: the float64 mean of the `parts` (loaded `Predictions` of
+    the same videos, e.g. the fold models' test logits), chunk by chunk."""
+    for each in parts:
+        if not np.array_equal(each.ids, ids):
+            raise Yt8mError(f"{each.path}: {len(each.ids)} predictions that are not the "
+                            f"{len(ids)} videos in the cache's order; predict them again")
+    with predictions.writer(folder, part, ids, num_classes, top_k=top_k) as mean:
+        for chunk in predictions.chunks(len(ids)):
+            total = np.zeros((chunk.stop - chunk.start, num_classes), np.float64)
+            for each in parts:
+                total += each.logits[chunk]
+            total /= len(parts)
+            mean[chunk] = total
 
 
 def assemble(spec, out, cache):
@@ -358,23 +434,22 @@ def assemble(spec, out, cache):
             raise Yt8mError(f"{out}: the folds' out-of-fold predictions do not cover every "
                             f"labeled video exactly once ({covered} for {len(rows)} videos)")
         scores = evaluator.result()
-    tests = [predictions.load(folder, "test") for folder in folds]
-    for test in tests:
-        if not np.array_equal(test.ids, cache.ids[test_rows]):
-            raise Yt8mError(f"{test.path}: {len(test.ids)} test predictions that are not the "
-                            f"{len(test_rows)} test videos in the cache's order; train the fold "
-                            f"again")
-    with predictions.writer(out, "test", cache.ids[test_rows], cache.num_classes,
-                            top_k=spec.top_k) as mean:
-        for chunk in predictions.chunks(len(test_rows)):
-            total = np.zeros((chunk.stop - chunk.start, cache.num_classes), np.float64)
-            for test in tests:
-                total += test.logits[chunk]
-            total /= len(tests)
-            mean[chunk] = total
+    ids = cache.ids[test_rows]
+    fold_tests = [predictions.load(folder, "test") for folder in folds]
+    refit = None
+    if spec.settings()[1].get("refit"):  # the refit model's test logits are the source's
+        refit = json.loads((out / "refit" / REFIT_FILE).read_text())
+        write_mean(fold_tests, out, "folds_test", ids, cache.num_classes, spec.top_k)
+        write_mean([predictions.load(out / "refit", "test")], out, "test", ids,
+                   cache.num_classes, spec.top_k)
+    else:
+        write_mean(fold_tests, out, "test", ids, cache.num_classes, spec.top_k)
+        for path in predictions.files(out, "folds_test"):
+            path.unlink()
     metrics = {"id": out.name, "model": spec.model, "preset": spec.preset, "level": cache.level,
                "config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
-               "oof": scores, "folds": records, "predictions": store,
+               "oof": scores, "folds": records, "predictions": store, "refit": refit,
+               "test_from": "refit" if refit else "fold mean",
                "seconds": round(sum(r["seconds"] for r in records), 1),
                "backend": keras.backend.backend(),
                "dtype_policy": keras.mixed_precision.global_policy().name,
@@ -440,14 +515,22 @@ def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
             log(out, f"{out.name} fold {fold}: GAP@20 {record['metrics']['gap']:.4f} "
                      f"({record['epochs']} epochs, {record['examples_per_s']:.0f} examples/s, "
                      f"{record['seconds']:.1f} s)")
-    done = all((out / f"fold_{k}" / FOLD_FILE).is_file() for k in range(cache.num_folds))
+        done = all((out / f"fold_{k}" / FOLD_FILE).is_file() for k in range(cache.num_folds))
+        refit_now = False
+        if done and spec.settings()[1].get("refit"):
+            record, refit_now = train_refit(spec, out, cache, models, progress)
+            if refit_now:
+                log(out, f"{out.name} refit: {record['epochs']} epochs on "
+                         f"{record['train_videos']} videos ({record['seconds']:.1f} s)")
     if not done:
         return None, trained
-    store = predictions.source_metrics(out).get("predictions") or {}
+    previous = predictions.source_metrics(out)
+    store = previous.get("predictions") or {}
     # the form the spec asked for at the last assembly: a later `yt8m compact` is kept (same
     # scores); False: no metrics.json, or one from before top_k
     stored = store.get("compacted_from", store.get("top_k", False))
-    if trained or stored != spec.top_k:
+    refit_changed = bool(previous.get("refit")) != bool(spec.settings()[1].get("refit"))
+    if trained or refit_now or refit_changed or stored != spec.top_k:
         return assemble(spec, out, cache), trained
     os.utime(out / "metrics.json")  # current for this spec: Make's file target is satisfied
     return json.loads((out / "metrics.json").read_text()), trained

@@ -67,8 +67,10 @@ TRAINING_KEYS = {
     "num_frames": int, "sampling": str, "features": str, "loss_reduction": str,
     "rho": float, "epsilon": float, "centered": bool, "momentum": float,
     "mixed_precision": str, "early_stopping": int, "train_splits": list,
-    "eigenvalues": str, "prior_bias": bool,
+    "eigenvalues": str, "prior_bias": bool, "refit": bool,
 }
+# Training settings that act once the folds are trained: changing them keeps the folds.
+AFTER_FOLDS_KEYS = ("refit",)
 SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training",
              "predictions")
 # Training settings that must be above zero wherever they are set.
@@ -107,6 +109,7 @@ class Spec:
     def config_hash(self):
         """A short hash of everything that determines the trained model."""
         arch, train = self.settings()
+        train = {k: v for k, v in train.items() if k not in AFTER_FOLDS_KEYS}
         text = json.dumps({"model": self.model, "architecture": arch, "training": train,
                            "seed": self.seed, "num_classes": self.num_classes},
                           sort_keys=True, default=str)

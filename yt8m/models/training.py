@@ -204,14 +204,18 @@ def set_start_values(model, training, cache, train_rows):
         set_prior_bias(model, cache.class_frequencies(train_rows))
 
 
-def predict_logits(model, batches, out=None, evaluator=None):
+def predict_logits(model, batches, out=None, evaluator=None, progress=False):
     """float32 logits of every batch in the loader's row order (short batches are padded to the
     batch size, so one compiled predict function serves them all): concatenated, or written
     batch by batch into `out` (e.g. a memory-mapped file: memory stays that of a batch).
-    `evaluator`: an `Evaluator` also updated with each batch and its labels."""
+    `evaluator`: an `Evaluator` also updated with each batch and its labels. `progress`: a
+    progress bar over the batches (`tqdm`, on stderr)."""
+    from tqdm import tqdm
+
     size = batches.loader.batch_size if isinstance(batches, CacheBatches) else None
     parts, row = [], 0
-    for x, labels in batches:
+    for x, labels in tqdm(batches, total=len(batches), disable=not progress, unit="batch",
+                          leave=False):
         logits = np.asarray(predict_padded(model, x, size), np.float32)
         if evaluator is not None:
             evaluator.update(logits, labels)
