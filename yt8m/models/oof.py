@@ -386,9 +386,10 @@ def predict_into(folder, part, model, spec, cache, rows, evaluator=None, progres
                            out=out, evaluator=evaluator, progress=progress)
 
 
-def write_mean(parts, folder, part, ids, num_classes, top_k):
+def write_mean(parts, folder, part, ids, num_classes, top_k, evaluator=None, labels=None):
     """`folder`'s `part` predictions: the float64 mean of the `parts` (loaded `Predictions` of
-    the same videos, e.g. the fold models' test logits), chunk by chunk."""
+    the same videos, e.g. the fold models' test logits), chunk by chunk; `evaluator` is updated
+    with each chunk's mean and `labels(chunk)`."""
     for each in parts:
         if not np.array_equal(each.ids, ids):
             raise Yt8mError(f"{each.path}: {len(each.ids)} predictions that are not the "
@@ -400,6 +401,8 @@ def write_mean(parts, folder, part, ids, num_classes, top_k):
                 total += each.logits[chunk]
             total /= len(parts)
             mean[chunk] = total
+            if evaluator is not None:
+                evaluator.update(total.astype(np.float32), labels(chunk))
 
 
 def assemble(spec, out, cache):
