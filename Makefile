@@ -30,7 +30,9 @@ JOBS ?= 1
 PORT ?= 6006
 # raw-video specs (model: stnet) train on input/kinetics/, not on the features/ folds
 VIDEO_SPECS := $(shell grep -l '^model: *stnet' models/*.yaml 2>/dev/null)
-SPECS := $(filter-out $(VIDEO_SPECS),$(wildcard models/*.yaml))
+# distillation students (training: {teacher: ...}) train after the ensembles they learn from
+DISTILL_SPECS := $(shell grep -l '^ *teacher:' models/*.yaml 2>/dev/null)
+SPECS := $(filter-out $(VIDEO_SPECS) $(DISTILL_SPECS),$(wildcard models/*.yaml))
 VIDEO_INPUT ?= input/kinetics
 ENSEMBLES := $(wildcard ensembles/*.yaml)
 # LEVEL=video (video-level shards only): the specs of video-level models, and the ensembles of them
@@ -48,7 +50,7 @@ ID ?=
 SUB ?=
 MSG ?=
 
-.PHONY: help all setup sample features train train-all ensemble compact tensorboard lab submission submit test \
+.PHONY: help all setup sample features train train-all ensemble distill compact tensorboard lab submission submit test \
         sample-video train-video \
         test-slow lint format bench bench-scale download download-features download-kaggle clean-features clean
 
@@ -56,7 +58,7 @@ help: ## List the targets with a line on each
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
 	  awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
 
-all: setup sample features train-all ensemble sample-video train-video ## Set up, then run the whole job on the built-in sample competitions
+all: setup sample features train-all ensemble distill sample-video train-video ## Set up, then run the whole job on the built-in sample competitions
 	@$(MAKE) --no-print-directory submission
 	@$(foreach spec,$(VIDEO_SPECS),$(MAKE) --no-print-directory submission SRC=$(spec:.yaml=);)
 
@@ -113,6 +115,14 @@ ensemble: setup $(ENSEMBLES:.yaml=/metrics.json) ## Blend trained models: every 
 
 ensembles/%/metrics.json: ensembles/%.yaml $(SPECS:.yaml=/metrics.json)
 	$(YT8M) ensemble $<
+
+distill: setup $(DISTILL_SPECS:.yaml=/metrics.json) ## Train the students of models/*.yaml with a training: {teacher: ...} on their teachers' out-of-fold targets
+	@$(YT8M) leaderboard
+
+ifneq ($(DISTILL_SPECS),)
+$(DISTILL_SPECS:.yaml=/metrics.json): models/%/metrics.json: models/%.yaml $(ENSEMBLES:.yaml=/metrics.json)
+	$(YT8M) train $< $(TRAIN_FLAGS)
+endif
 
 compact: setup ## Keep only each video's top K logits of a source's predictions, folds included (SRC=models/<id> K=100)
 	@test -n "$(SRC)" || { echo "make compact: name a source, e.g. SRC=models/nextvlad K=100"; exit 2; }

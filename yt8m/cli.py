@@ -304,6 +304,13 @@ def _train(args):
                         f"others are trained, and running the same command again resumes")
 
 
+def _predict(args):
+    from yt8m.models.predict import describe, predict
+
+    print(describe(predict(args.source, args.features, args.split, args.which, args.out,
+                           args.level, force=args.force, progress=not args.quiet)))
+
+
 def _specs(args):
     from yt8m.ensembles import load_spec as load_ensemble
     from yt8m.kinetics.spec import is_video_spec
@@ -418,6 +425,18 @@ def _size(args):
         verdict = "within" if size < limit else "over"
         print(f"  {name} checkpoint: {size / 1e6:,.1f} MB ({size / limit:.1%} of the 2018 "
               f"challenge's 1 GB limit: {verdict})")
+
+
+def _export(args):
+    from yt8m.models.export import export_source
+
+    r = export_source(args.source, out=args.out, which=args.which, dtype=args.dtype,
+                      saved_model=False if args.no_saved_model else None, force=args.force)
+    verdict = "within" if r["within_limit"] else "over"
+    saved = (f"; SavedModel {r['saved_model']} ({r['saved_model_bytes'] / 1e6:,.1f} MB)"
+             if r["saved_model"] else "")
+    print(f"wrote {r['path']} ({r['bytes'] / 1e6:,.1f} MB, {r['parameters']:,} parameters, "
+          f"{verdict} the 1 GB limit){saved}")
 
 
 def build_parser():
@@ -586,6 +605,23 @@ def build_parser():
                         "video-level models (video_logistic, video_moe) on the video-level "
                         "features and refuses frame-level ones")
 
+    p = command("predict", _predict, "score a split with a trained model, without retraining",
+                "Score the videos of one split of a feature cache (the training cache's test "
+                "split, or a cache built from new shards with yt8m features --input NEW "
+                "--features NEW_FEATURES) with a trained source's models: the fold models' "
+                "mean (as training's test predictions), one fold, or the refit model. Writes "
+                "test_* predictions and predict.json (with GAP@20 where the videos are "
+                "labeled) into OUT, a source for yt8m submission write --source OUT.")
+    p.add_argument("source", help="a trained models/<id> folder")
+    p.add_argument("--features", default="features", help="the cache holding the videos")
+    p.add_argument("--split", default="test", choices=["train", "validate", "test"])
+    p.add_argument("--which", default="mean", help="mean (of the fold models), fold:K or refit")
+    p.add_argument("--level", choices=["frame", "video"],
+                   help="the cache level (default: the one the source trained on)")
+    p.add_argument("--out", help="output folder (default: <source>/predict/<split>-<which>)")
+    p.add_argument("--force", action="store_true", help="replace existing predictions")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = command("specs", _specs, "list the specs that train at a level",
                 "Print the YouTube-8M model specs among SPECS that train on features/<level>/ "
                 "(every one at frame level, the video-level models at video level), then the "
@@ -630,6 +666,24 @@ def build_parser():
     p.add_argument("spec", help="models/<id>.yaml or a model name")
     p.add_argument("--preset", default="paper", choices=["paper", "demo"])
     p.add_argument("--num-classes", type=int, default=None)
+
+    p = command("export", _export, "one self-contained inference model from a trained source",
+                "Write a trained models/<id> as one Keras file that needs no spec, folds or "
+                "feature cache (load it with yt8m.models.export.load): the mean of every fold "
+                "model's logits (its test predictions), one fold's model, or the refit model; "
+                "weights in float32 or float16 (the math stays float32). With the TensorFlow "
+                "backend a TF SavedModel folder is written beside it. Prints its size against "
+                "the 2018 challenge's 1 GB limit; <out>.json records the export.")
+    p.add_argument("source", help="a trained models/<id> folder")
+    p.add_argument("--which", default="mean", metavar="mean|fold:K|refit",
+                   help="the fold models' mean, fold K's model, or the refit model")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                   help="how the weights are stored")
+    p.add_argument("--out", help="the .keras file (default: <source>/export/<which>-<dtype>"
+                                 ".keras)")
+    p.add_argument("--no-saved-model", action="store_true",
+                   help="write no TF SavedModel folder beside it")
+    p.add_argument("--force", action="store_true", help="replace an existing export")
 
     p = sub.add_parser("submission", help="write, check, score and submit Kaggle submissions",
                        description="Kaggle submission files under submissions/.")

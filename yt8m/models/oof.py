@@ -167,6 +167,12 @@ class FoldModels:
         self.spec, self.cache = spec, cache
         self.model, self.optimizer_state = None, None
         _, self.training = spec.settings()
+        self.teacher = None
+        if self.training.get("teacher"):
+            from .distill import Teacher
+
+            self.teacher = Teacher(self.training["teacher"], cache,
+                                   self.training.get("teacher_weight", 0.5))
 
     def steps_per_epoch(self):
         """Steps of an average fold's epoch (schedules in epochs use it; the same for all
@@ -200,7 +206,7 @@ class FoldModels:
                 variable.assign(value)
         set_start_values(self.model, training, self.cache, train_rows)
         data = CacheBatches(self.cache, train_rows, self.spec.level, training, shuffle=True,
-                            seed=seed)
+                            seed=seed, teacher=self.teacher)
         return self.model, data
 
 
@@ -453,6 +459,7 @@ def assemble(spec, out, cache):
                "config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
                "oof": scores, "folds": records, "predictions": store, "refit": refit,
                "test_from": "refit" if refit else "fold mean",
+               "teacher": _teacher_record(spec),
                "seconds": round(sum(r["seconds"] for r in records), 1),
                "backend": keras.backend.backend(),
                "dtype_policy": keras.mixed_precision.global_policy().name,
@@ -471,6 +478,19 @@ def open_cache(spec, features="features", level="frame"):
                         f"{features}/video/ holds video-level features only; build the frame "
                         f"cache (make features LEVEL=frame) or train the video-level specs")
     return FeatureCache(features, level)
+
+
+def _teacher_record(spec):
+    """The distillation teacher's record for metrics.json (None without one)."""
+    from .distill import fingerprint
+
+    _, training = spec.settings()
+    if not training.get("teacher"):
+        return None
+    teacher = Path(training["teacher"])
+    oof = predictions.source_metrics(teacher).get("oof") or {}
+    return {"source": str(teacher), "weight": training.get("teacher_weight", 0.5),
+            "oof_gap": oof.get("gap"), "fingerprint": fingerprint(teacher)}
 
 
 def train(spec_path, folds=None, features="features", models_dir=None, progress=False,

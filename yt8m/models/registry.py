@@ -67,7 +67,8 @@ TRAINING_KEYS = {
     "num_frames": int, "sampling": str, "features": str, "loss_reduction": str,
     "rho": float, "epsilon": float, "centered": bool, "momentum": float,
     "mixed_precision": str, "early_stopping": int, "train_splits": list,
-    "eigenvalues": str, "prior_bias": bool, "refit": bool,
+    "eigenvalues": str, "prior_bias": bool, "refit": bool, "teacher": str,
+    "teacher_weight": float,
 }
 # Training settings that act once the folds are trained: changing them keeps the folds.
 AFTER_FOLDS_KEYS = ("refit",)
@@ -110,6 +111,10 @@ class Spec:
         """A short hash of everything that determines the trained model."""
         arch, train = self.settings()
         train = {k: v for k, v in train.items() if k not in AFTER_FOLDS_KEYS}
+        if train.get("teacher"):  # a rebuilt teacher gives other targets
+            from .distill import fingerprint
+
+            train["teacher_fingerprint"] = fingerprint(train["teacher"])
         text = json.dumps({"model": self.model, "architecture": arch, "training": train,
                            "seed": self.seed, "num_classes": self.num_classes},
                           sort_keys=True, default=str)
@@ -150,6 +155,9 @@ def check_settings(source, name, builder, presets, data, training_keys, optional
     check_keys(f"{source}: training", train, list(training_keys))
     given = {k: v for k, v in train.items() if not (v is None and k in optional)}
     check_types(f"{source}: training", given, training_keys)
+    if not 0 <= given.get("teacher_weight", 0) <= 1:
+        raise Yt8mError(f"{source}: training: teacher_weight must be between 0 and 1, got "
+                        f"{given['teacher_weight']!r}")
     for key in POSITIVE_KEYS:
         if key in given and given[key] <= 0:
             least = "at least 1" if training_keys[key] is int else "above 0"

@@ -152,15 +152,16 @@ def compile_model(model, training, steps_per_epoch):
 class CacheBatches(keras.utils.PyDataset):
     """A `BatchLoader` as a Keras `PyDataset` of (inputs, labels) for `fit` and `predict`.
 
-    Inputs are `{"frames", "mask"}` or `{"means"}` as the model's level needs; batch b of epoch e
+    Inputs are `{"frames", "mask"}` or `{"means"}` as the model's level needs; the targets are
+    the labels, or a `distill.Teacher`'s mix of them with soft targets; batch b of epoch e
     is the same on every run (the loader's seed). Shuffled (training) batches drop the last,
     short batch when there is more than one batch, so that every training step has one shape
     and the compiled step is not traced again.
     """
 
-    def __init__(self, cache, rows, level, training, shuffle, seed=0):
+    def __init__(self, cache, rows, level, training, shuffle, seed=0, teacher=None):
         super().__init__()
-        self.level = level
+        self.level, self.teacher = level, teacher
         size = training.get("batch_size", 32)
         self.loader = BatchLoader(
             cache, rows, batch_size=size, drop_remainder=shuffle and len(rows) >= 2 * size,
@@ -179,6 +180,8 @@ class CacheBatches(keras.utils.PyDataset):
             inputs = {"means": batch["means"]}
         else:
             inputs = {"frames": batch["frames"], "mask": batch["mask"]}
+        if self.teacher is not None:  # distillation: soft targets mixed with the labels
+            return inputs, self.teacher.targets(batch["rows"], batch["labels"])
         return inputs, batch["labels"]
 
     def start_at(self, epoch):
