@@ -28,11 +28,16 @@ TRAIN_FLAGS = --quiet --level $(LEVEL) $(if $(DISTRIBUTE),--distribute)
 # specs trained side by side by `make train-all` (one process each; keep 1 on a single GPU)
 JOBS ?= 1
 PORT ?= 6006
+# PRESET=paper: the specs of models/paper/ (the references' settings, for the real data) into
+# models/paper/<id>/, blended into ensembles/paper/<id>/
+PRESET ?=
+MODELS_DIR := models$(if $(PRESET),/$(PRESET))
+ENSEMBLES_OUT := ensembles$(if $(PRESET),/$(PRESET))
 # raw-video specs (model: stnet) train on input/kinetics/, not on the features/ folds
-VIDEO_SPECS := $(shell grep -l '^model: *stnet' models/*.yaml 2>/dev/null)
+VIDEO_SPECS := $(shell grep -l '^model: *stnet' $(MODELS_DIR)/*.yaml 2>/dev/null)
 # distillation students (training: {teacher: ...}) train after the ensembles they learn from
-DISTILL_SPECS := $(shell grep -l '^ *teacher:' models/*.yaml 2>/dev/null)
-SPECS := $(filter-out $(VIDEO_SPECS) $(DISTILL_SPECS),$(wildcard models/*.yaml))
+DISTILL_SPECS := $(shell grep -l '^ *teacher:' $(MODELS_DIR)/*.yaml 2>/dev/null)
+SPECS := $(filter-out $(VIDEO_SPECS) $(DISTILL_SPECS),$(wildcard $(MODELS_DIR)/*.yaml))
 VIDEO_INPUT ?= input/kinetics
 ENSEMBLES := $(wildcard ensembles/*.yaml)
 # LEVEL=video (video-level shards only): the specs of video-level models, and the ensembles of them
@@ -86,8 +91,8 @@ train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into 
 	@test -n "$(MODEL)" || { echo "make train: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
 	$(YT8M) train models/$(MODEL).yaml $(if $(FOLD),--fold $(FOLD)) $(TRAIN_FLAGS)
 
-train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every YouTube-8M spec in models/*.yaml over every fold (skips what is up to date; LEVEL=video: the video-level ones on features/video/)
-	@$(YT8M) leaderboard
+train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every YouTube-8M spec in models/*.yaml over every fold (skips what is up to date; LEVEL=video: the video-level ones on features/video/; PRESET=paper: models/paper/*.yaml)
+	@$(YT8M) leaderboard --roots $(ENSEMBLES_OUT) $(MODELS_DIR)
 
 # Serially, the first stale spec's recipe trains every stale spec in one process (one TensorFlow
 # start-up instead of one per spec) and the later recipes find their target already rebuilt;
@@ -110,11 +115,11 @@ $(VIDEO_SPECS:.yaml=/metrics.json): models/%/metrics.json: models/%.yaml $(wildc
 	$(YT8M) train $< $(TRAIN_FLAGS)
 endif
 
-ensemble: setup $(ENSEMBLES:.yaml=/metrics.json) ## Blend trained models: every ensembles/*.yaml into ensembles/<id>/
-	@$(YT8M) leaderboard
+ensemble: setup $(patsubst ensembles/%.yaml,$(ENSEMBLES_OUT)/%/metrics.json,$(ENSEMBLES)) ## Blend trained models: every ensembles/*.yaml into ensembles/<id>/ (PRESET=paper: the models/paper/ members into ensembles/paper/<id>/)
+	@$(YT8M) leaderboard --roots $(ENSEMBLES_OUT) $(MODELS_DIR)
 
-ensembles/%/metrics.json: ensembles/%.yaml $(SPECS:.yaml=/metrics.json)
-	$(YT8M) ensemble $<
+$(ENSEMBLES_OUT)/%/metrics.json: ensembles/%.yaml $(SPECS:.yaml=/metrics.json)
+	$(YT8M) ensemble $< $(if $(PRESET),--models $(MODELS_DIR) --out $(ENSEMBLES_OUT))
 
 distill: setup $(DISTILL_SPECS:.yaml=/metrics.json) ## Train the students of models/*.yaml with a training: {teacher: ...} on their teachers' out-of-fold targets
 	@$(YT8M) leaderboard
@@ -135,8 +140,9 @@ lab: setup ## Install JupyterLab (extra `notebooks`) and open the notebooks/ fol
 	$(PY) -m pip install --quiet -e '.[dev,notebooks]'
 	$(VENV)/bin/jupyter lab notebooks
 
-submission: setup ## Write submissions/<id>.csv from the best test predictions (SRC, ID, GZIP, FORCE)
+submission: setup ## Write submissions/<id>.csv from the best test predictions (SRC, ID, GZIP, FORCE; PRESET=paper: the best of ensembles/paper/ and models/paper/)
 	$(YT8M) submission write --competition $(COMPETITION) $(if $(SRC),--source $(SRC)) \
+	  $(if $(PRESET),--roots $(ENSEMBLES_OUT) $(MODELS_DIR)) \
 	  $(if $(ID),--id $(ID)) $(if $(GZIP),--gzip) $(if $(FORCE),--force)
 
 submit: setup ## Check, then send submissions/<SUB>.csv with the kaggle CLI (SUB, MSG, DRY_RUN=1)

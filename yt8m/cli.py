@@ -193,7 +193,7 @@ def _submission_write(args):
         return _results_write(args)
     path, info, written = write_submission(
         args.source, args.output, args.id, args.features, args.level, args.input, gz=args.gzip,
-        force=args.force, competition=competition_slug(args.competition))
+        force=args.force, competition=competition_slug(args.competition), roots=args.roots)
     gap = (info.get("oof") or {}).get("gap")
     estimate = f"; OOF GAP@20 {gap:.5f}" if isinstance(gap, float) else ""
     state = "wrote" if written else "up to date:"
@@ -709,6 +709,8 @@ def build_parser():
     a.add_argument("--source", help="a models/<id> or ensembles/<id> folder; a raw-video "
                                     "model's folder gives submissions/<id>.results.json (the "
                                     "ActivityNet Kinetics results format) instead")
+    a.add_argument("--roots", nargs="+", default=["ensembles", "models"],
+                   help="where to look for the best source when --source is not given")
     a.add_argument("--id", help="submission id (default: the source's id)")
     a.add_argument("--gzip", action="store_true", help="write <id>.csv.gz")
     a.add_argument("--force", action="store_true", help="replace an existing submission")

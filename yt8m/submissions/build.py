@@ -175,7 +175,8 @@ def choose_source(source=None, roots=("ensembles", "models")):
 
 def write_submission(source=None, output="submissions", sub_id=None, features="features",
                      level=None, input_dir="input", gz=False, force=False,
-                     competition="youtube8m-2018", top_k=video.TOP_K):
+                     competition="youtube8m-2018", top_k=video.TOP_K,
+                     roots=("ensembles", "models")):
     """Write `<output>/<id>.csv[.gz]` and `<id>.json` from `source`'s test predictions.
 
     Returns (csv path, provenance dict, written: bool). A submission that exists and was made
@@ -183,7 +184,7 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
     source (rebuilt since) is replaced; one made from another source, or by hand, is only
     replaced with `force`.
     """
-    source = choose_source(source)
+    source = choose_source(source, roots)
     sub_id = sub_id or source.name
     path = Path(output) / f"{sub_id}.csv{'.gz' if gz else ''}"
     meta_path = Path(output) / f"{sub_id}.json"
