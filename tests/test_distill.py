@@ -65,6 +65,7 @@ def test_a_teacher_without_every_labeled_video_or_at_another_level_is_refused(ti
         Teacher(tmp_path / "none", cache)
 
 
+@pytest.mark.slow
 def test_the_student_learns_the_teachers_targets_out_of_fold(tiny_features, tmp_path,
                                                              monkeypatch, capsys):
     """A teacher that always says "class 7" (and weight 1) makes a student that ranks class 7

@@ -23,7 +23,8 @@ SPEC = ("model: attention_cluster\npreset: demo\nseed: 4\n"
         "training: {{epochs: 3, num_frames: 16, batch_size: 16{refit}}}\n")
 BACKUP = "yt8m.models.checkpoints:EpochCheckpoint._save_backup"
 
-pytestmark = pytest.mark.xdist_group("refit")
+# both train a spec's five folds in subprocesses first (about 1.5 minutes): with the slow tests
+pytestmark = [pytest.mark.xdist_group("refit"), pytest.mark.slow]
 
 
 def _yt8m(root, *args, kill_at=None):
@@ -89,7 +90,6 @@ def test_a_refit_trains_on_every_labeled_video_and_its_test_logits_are_the_sourc
     assert json.loads((out / "metrics.json").read_text())["test_from"] == "fold mean"
 
 
-@pytest.mark.slow
 def test_a_refit_killed_mid_run_resumes_to_the_uninterrupted_result(trained):
     results = {}
     for name, kill in (("whole", None), ("killed", [BACKUP, "2"])):
