@@ -45,6 +45,17 @@ CHUNK_ROWS = 1024
 MIN_TOP_K = 20
 
 
+def locate(ids, among):
+    """The index of each of `ids` in the array `among` (-1 where absent), found by sorting
+    rather than through a dict of Python strings (a few bytes per video, not a few hundred)."""
+    ids, among = np.asarray(ids), np.asarray(among)
+    if not len(among):
+        return np.full(len(ids), -1)
+    order = np.argsort(among, kind="stable")
+    found = order[np.searchsorted(among, ids, sorter=order).clip(max=len(among) - 1)]
+    return np.where(among[found] == ids, found, -1)
+
+
 @dataclass
 class Predictions:
     ids: np.ndarray
@@ -59,16 +70,18 @@ class Predictions:
         ids = np.asarray(ids)
         if len(ids) == len(self.ids) and np.array_equal(ids, self.ids):
             return self.logits
-        position = {video: i for i, video in enumerate(self.ids.tolist())}
-        missing = [video for video in ids.tolist() if video not in position]
-        extra = sorted(set(position) - set(ids.tolist()))
-        if missing or extra:
+        at = locate(ids, self.ids)
+        missing = ids[at < 0]
+        present = np.zeros(len(self.ids), bool)
+        present[at[at >= 0]] = True
+        extra = np.sort(self.ids[~present])
+        if len(missing) or len(extra):
             raise Yt8mError(
                 f"{self.path}: predictions do not cover the expected videos: {len(missing)} "
-                f"missing (e.g. {', '.join(missing[:3]) or '-'}), {len(extra)} unexpected "
-                f"(e.g. {', '.join(extra[:3]) or '-'}); rebuild them against the current features"
-            )
-        return self.logits[np.array([position[video] for video in ids.tolist()])]
+                f"missing (e.g. {', '.join(missing[:3].tolist()) or '-'}), {len(extra)} "
+                f"unexpected (e.g. {', '.join(extra[:3].tolist()) or '-'}); rebuild them "
+                f"against the current features")
+        return self.logits[at]
 
 
 class TopKLogits:

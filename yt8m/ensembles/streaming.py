@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import predictions
 from ..errors import Yt8mError
+from ..predictions import locate  # noqa: F401  (the ensembles' name for it)
 
 CHUNK_ROWS = predictions.CHUNK_ROWS
 
@@ -29,17 +30,6 @@ def read(parts, rows):
     for i, part in enumerate(parts[1:], 1):
         stack[i] = part[rows]
     return stack
-
-
-def locate(ids, among):
-    """The index of each of `ids` in the array `among` (-1 where absent), found by sorting
-    rather than through a dict of Python strings (a few bytes per video, not a few hundred)."""
-    ids, among = np.asarray(ids), np.asarray(among)
-    if not len(among):
-        return np.full(len(ids), -1)
-    order = np.argsort(among, kind="stable")
-    found = order[np.searchsorted(among, ids, sorter=order).clip(max=len(among) - 1)]
-    return np.where(among[found] == ids, found, -1)
 
 
 def row_index(preds, ids):

@@ -39,7 +39,7 @@ class Teacher:
     """
 
     def __init__(self, folder, cache, weight=0.5):
-        from ..ensembles.streaming import locate
+        from ..predictions import locate
 
         folder = Path(folder)
         metrics = predictions.source_metrics(folder)
