@@ -282,6 +282,7 @@ def _train(args):
     video = [spec for spec in args.specs if is_video_spec(spec)]
     specs = [spec for spec in args.specs if spec not in video]
     failed = []
+    cluster = _join_cluster(args, video)
     if args.jobs > 1 and len(specs) > 1:
         for spec, metrics, trained, error in train_many(specs, args.jobs, folds, args.features,
                                                         args.models, args.distribute,
@@ -296,12 +297,34 @@ def _train(args):
             metrics, trained = train(spec, folds, args.features, args.models,
                                      progress=not args.quiet, distribute=args.distribute,
                                      level=args.level)
-            _print_trained(spec, metrics, trained)
+            if cluster is not None and cluster.process_id:
+                print(f"{Path(spec).stem}: process {cluster.process_id} of "
+                      f"{cluster.num_processes} trained fold(s) {trained} with the cluster; "
+                      f"process 0 wrote the outputs")
+            else:
+                _print_trained(spec, metrics, trained)
     for spec in video:
         _train_video(spec, args)
     if failed:
         raise Yt8mError(f"{len(failed)} of {len(specs)} specs failed ({', '.join(failed)}); the "
                         f"others are trained, and running the same command again resumes")
+
+
+def _join_cluster(args, video):
+    """With --distribute and a cluster in the environment (YT8M_WORKERS and YT8M_PROCESS_ID, or
+    TF_CONFIG): join it before the backend computes anything; returns the cluster, or None."""
+    if not args.distribute:
+        return None
+    from yt8m.models.distribution import cluster_from_environment, join_cluster
+
+    cluster = cluster_from_environment()
+    if cluster is None:
+        return None
+    if args.jobs > 1 or video:
+        raise Yt8mError("a cluster of processes trains YouTube-8M specs one at a time: drop "
+                        "--jobs and the raw-video specs, or unset YT8M_WORKERS")
+    join_cluster(cluster)
+    return cluster
 
 
 def _predict(args):
@@ -599,7 +622,9 @@ def build_parser():
     p.add_argument("--distribute", action="store_true",
                    help="data parallel over every local GPU: Keras DataParallel (JAX) or "
                         "tf.distribute.MirroredStrategy (TensorFlow); the batch size must be a "
-                        "multiple of the device count")
+                        "multiple of the device count. With YT8M_WORKERS=host:port,... and "
+                        "YT8M_PROCESS_ID=i set (the same command in every process), one model "
+                        "per fold over every process; process 0 alone writes")
     p.add_argument("--level", default="frame", choices=["frame", "video"],
                    help="the cache to train on, features/<level>/: video trains the "
                         "video-level models (video_logistic, video_moe) on the video-level "

@@ -30,7 +30,6 @@ from yt8m.features.convert import (
     FEATURE_DIM,
     conversion_params,
     convert_task,
-    die_with_parent,
     is_current,
     mark_source_deleted,
     read_meta,
@@ -39,7 +38,13 @@ from yt8m.features.convert import (
 )
 from yt8m.features.folds import assign_folds
 from yt8m.features.quantization import MAX_FRAMES
-from yt8m.fileio import ensure_writable, output_lock, remove_stale_temporaries, write_json
+from yt8m.fileio import (
+    die_with_parent,
+    ensure_writable,
+    output_lock,
+    remove_stale_temporaries,
+    write_json,
+)
 from yt8m.input.schema import (
     FRAME_FEATURES,
     LEVELS,

@@ -19,8 +19,6 @@ The folder is written to a temporary name and renamed into place, so it is compl
 import errno
 import json
 import os
-import signal
-import sys
 from pathlib import Path
 
 import crc32c
@@ -236,31 +234,6 @@ class EmptyShardError(InputError):
     """A shard without a single usable record."""
 
 
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def die_with_parent(parent_pid):
-    """Process-pool initializer: end this worker when the build that started it dies.
-
-    Without it a killed build (kill -9, the OOM killer) leaves its workers converting and writing
-    into the cache. On Linux the kernel is asked to SIGKILL the worker when its parent dies
-    (`PR_SET_PDEATHSIG`; it follows the thread that started the worker, and the executor starts
-    workers from the thread that submits, the build's main thread). A parent that died before
-    that request took effect shows as a changed parent pid. Elsewhere a worker ends only when it
-    next reads its task queue and finds it closed.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            return
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:
-        os._exit(1)
 
 
 def convert_task(args):

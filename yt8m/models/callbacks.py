@@ -51,6 +51,10 @@ class GapEvaluation(keras.callbacks.Callback):
         every: evaluate every `every` epochs (and always after the last one).
         keep_predictions: keep the latest predictions (float32) in `self.predictions`.
         pad_to: pad short batches to this many rows before predicting (see `predict_padded`).
+        local: a `distribution.LocalModel` of the model, for a model trained by a cluster of
+            processes: the chief scores a copy of the current weights outside the
+            distribution, and every process receives its scores (the same early-stopping
+            decision everywhere; `keep_predictions` keeps them in the chief only).
 
     Example:
         >>> gap_cb = GapEvaluation(validation_loader, num_classes=3862)
@@ -58,9 +62,9 @@ class GapEvaluation(keras.callbacks.Callback):
     """
 
     def __init__(self, data, num_classes, top_k=20, from_logits=True, prefix="val_", every=1,
-                 keep_predictions=False, pad_to=None):
+                 keep_predictions=False, pad_to=None, local=None):
         super().__init__()
-        self.pad_to = pad_to
+        self.pad_to, self.local = pad_to, local
         self.data = data
         self.num_classes = num_classes
         self.top_k = top_k
@@ -73,13 +77,27 @@ class GapEvaluation(keras.callbacks.Callback):
 
     def evaluate(self):
         """Score `data` with the current weights; returns the metrics dict."""
+        result = self._score(self.model) if self.local is None else self._score_in_cluster()
+        if np.isnan(result["gap"]):  # diverged: report NaN metrics and stop training
+            self.model.stop_training = True
+        return result
+
+    def _score_in_cluster(self):
+        from .distribution import broadcast_from_chief, is_chief
+
+        names = ("gap", "hit_at_one", "perr", "map")
+        result = self.local.run(self._score, self.model) if is_chief() else {}
+        (values,) = broadcast_from_chief(
+            [np.array([result.get(name, np.nan) for name in names], np.float64)])
+        return result | {name: float(value) for name, value in zip(names, values)}
+
+    def _score(self, model):
         evaluator = Evaluator(self.num_classes, self.top_k, from_logits=self.from_logits)
         kept = []
         for batch in self.data:
             inputs, labels = split_batch(batch)
-            scores = np.asarray(predict_padded(self.model, inputs, self.pad_to), dtype=np.float32)
-            if np.isnan(scores).any():  # diverged: report NaN metrics and stop training
-                self.model.stop_training = True
+            scores = np.asarray(predict_padded(model, inputs, self.pad_to), dtype=np.float32)
+            if np.isnan(scores).any():  # diverged: NaN metrics (training stops)
                 return {name: float("nan") for name in ("gap", "hit_at_one", "perr", "map")}
             evaluator.update(scores, labels)
             if self.keep_predictions:

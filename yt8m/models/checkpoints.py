@@ -13,6 +13,15 @@ is complete, and deleted only once no kept state refers to it. A kill at any mom
 leaves either the previous commit or the new one, and a resumed run starts from exactly the
 variables, the epoch and the best-so-far an uninterrupted run had there.
 
+A model trained by a cluster of processes (`distribution`) is committed by the chief alone:
+the other processes' checkpoints (`write=False`) keep the same history, and so take the same
+early-stopping decisions, but write nothing. `restore` gives every process the chief's state:
+its committed history and its variables, sent to the others (`broadcast_from_chief`), so a
+killed cluster resumes from the chief's last commit in every process, whether or not the
+others can see the chief's files. A process of the cluster that fails leaves the others
+waiting in their next collective (they stop with an error, or are stopped); running the same
+command again in every process resumes from the chief's last commit.
+
 Keras' `BackupAndRestore` does not fit here: it overwrites its weights file in place (a kill
 mid-write leaves a file that no rerun can open), leaves the dropout seed generators out of the
 backup (a resumed run draws other dropout masks), and sets the epoch to resume from on the
@@ -73,12 +82,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
             `EarlyStopping(mode="max")`, decided from the committed logs so that it survives a
             resume), or None.
         say: called with a line when `restore` falls back or starts over.
+        write: False in the processes of a cluster other than the chief (see the module).
+        local: in a cluster, the chief's `distribution.LocalModel` of the model, which writes
+            the best weights files: saving the model itself would run a step (a variable
+            creation) that the other processes do not take part in.
 
     Call `restore(model)` before `fit` and pass the epoch it returns as `initial_epoch`.
     """
 
-    def __init__(self, folder, identity, monitor=None, patience=None, say=print):
+    def __init__(self, folder, identity, monitor=None, patience=None, say=print, write=True,
+                 local=None):
         super().__init__()
+        self.write, self.local = write, local
         self.folder = Path(folder)
         self.identity = identity
         self.monitor = monitor
@@ -139,8 +154,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
                     path.unlink(missing_ok=True)
 
     def _save_backup(self, epochs):
-        values = [_storable(v.numpy() if hasattr(v, "numpy") else v) for v in
-                  _variables(self.model)]
+        from .distribution import local_numpy
+
+        values = [_storable(local_numpy(v)) for v in _variables(self.model)]
         with atomic_path(self._backup_path(epochs), suffix=".npz") as tmp, open(tmp, "wb") as f:
             np.savez(f, *values)
 
@@ -150,13 +166,18 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if any(v is not None and not math.isfinite(v) for v in values):
             return  # a diverged epoch is never committed (the caller reports it)
         row = {"epoch": epoch} | logs
-        if self.monitor and _is_better(row.get(self.monitor), self.best()):
+        if self.write and self.monitor and _is_better(row.get(self.monitor), self.best()):
             with atomic_path(self._best_path(epoch), suffix=".weights.h5") as tmp:
-                self.model.save_weights(str(tmp))
-        self._save_backup(epoch + 1)
+                if self.local is None:
+                    self.model.save_weights(str(tmp))
+                else:
+                    self.local.run(lambda copy: copy.save_weights(str(tmp)), self.model)
+        if self.write:
+            self._save_backup(epoch + 1)
         self.history.append(row)
         self.backups = [*self.backups, epoch + 1][-KEPT_BACKUPS:]
-        self._commit()
+        if self.write:
+            self._commit()
         if self._stops_early():
             self.model.stop_training = True
 
@@ -172,15 +193,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
             self.say(f"{path}: unreadable ({e}); training starts again")
             return None
 
-    def _load_backup(self, model, epochs):
+    def _read_backup(self, model, epochs):
+        """The values of `model`'s variables in the backup after `epochs` epochs."""
         variables = _variables(model)
         with np.load(self._backup_path(epochs)) as stored:
             values = [stored[f"arr_{i}"] for i in range(len(stored.files))]
         if len(values) != len(variables) or any(
                 tuple(v.shape) != tuple(value.shape) for v, value in zip(variables, values)):
             raise ValueError("its variables do not match the model")
-        for variable, value in zip(variables, values):
-            variable.assign(value.astype(variable.dtype) if hasattr(variable, "dtype") else value)
+        return [value.astype(variable.dtype) if hasattr(variable, "dtype") else value
+                for variable, value in zip(variables, values)]
 
     def _best_is_readable(self, epochs):
         best = self.best(epochs)
@@ -193,16 +215,46 @@ class EpochCheckpoint(keras.callbacks.Callback):
 
     def restore(self, model):
         """Load the newest readable backup into `model` (and its optimizer, which must be built);
-        returns the number of epochs it holds: 0 for a fresh start, which clears the folder."""
+        returns the number of epochs it holds: 0 for a fresh start, which clears the folder.
+        In a cluster, every process must call it: each then holds the chief's state."""
+        from .distribution import joined_cluster
+
         self.set_model(model)
-        state = self._read_state()
         self.history, self.backups = [], []
+        if joined_cluster() is None:
+            epochs, values = self._restore(model)
+        else:  # the chief reads its backup, and every process assigns it (a collective on JAX)
+            epochs, values = self._restore(model) if self.write else (0, None)
+            epochs = self._take_chiefs(model, values)
+            values = None
+        if values is not None:
+            for variable, value in zip(_variables(model), values, strict=True):
+                variable.assign(value)
+        return epochs
+
+    def _take_chiefs(self, model, values):
+        """The chief's restored history and variables (its backup's `values`, or else its
+        current ones), in every process of the cluster."""
+        from .distribution import broadcast_from_chief, local_numpy, share_from_chief
+
+        state = share_from_chief({"history": self.history, "backups": self.backups})
+        self.history, self.backups = state["history"], state["backups"]
+        variables = _variables(model)
+        values = broadcast_from_chief(values or [local_numpy(v) for v in variables])
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+        return len(self.history)
+
+    def _restore(self, model):
+        """(epochs, the variables' values) of the newest readable backup; (0, None) for a fresh
+        start, which clears the folder."""
+        state = self._read_state()
         if state:
             history, backups = state["history"], state["backups"]
             for epochs in reversed(backups):
                 self.history = history[:epochs]
                 try:
-                    self._load_backup(model, epochs)
+                    values = self._read_backup(model, epochs)
                     self._best_is_readable(epochs)
                 except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
                     self.say(f"{self._backup_path(epochs).parent.parent}: the checkpoint after "
@@ -213,14 +265,17 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 if epochs != backups[-1]:
                     self.say(f"{self.folder}: resuming from the checkpoint after epoch {epochs}")
                 self._commit()
-                return epochs
+                return epochs, values
             self.say(f"{self.folder}: no readable checkpoint; training starts again")
             self.history = []
         self.clear()
-        return 0
+        return 0, None
 
     def clear(self):
         """Forget every committed epoch (state, backups, best weights and log)."""
+        self.history, self.backups = [], []
+        if not self.write:
+            return
         self.clear_backups()
         (self.folder / "log.csv").unlink(missing_ok=True)
         self.history, self.backups = [], []
@@ -228,6 +283,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def clear_backups(self):
         """Delete the state, backups and best weights, keeping log.csv: once the run's results
         are saved elsewhere."""
+        if not self.write:
+            return
         (self.folder / STATE).unlink(missing_ok=True)
         for sub in ("backup", "best"):
             shutil.rmtree(self.folder / sub, ignore_errors=True)

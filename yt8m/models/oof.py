@@ -17,9 +17,19 @@ damaged checkpoint falls back to the one before it, and says so. When every fold
 fold models' logits), `metrics.json` and `model.keras` (fold 0's model). A spec whose config
 hash changed invalidates everything trained from the old one. One `yt8m train` at a time writes
 a model folder (`.lock`).
+
+With `distribute` and a cluster in the environment (`distribution`: `YT8M_WORKERS` and
+`YT8M_PROCESS_ID`), the same `yt8m train` in every process of the cluster trains each fold as ONE
+model over all of them, each process feeding its part of every global batch. The chief (process
+0) alone reads and writes the model folder (lock, checkpoints, predictions, fold.json,
+metrics.json, TensorBoard, train.log) and takes the decisions that depend on it (which folds are
+done, the epoch to resume from, and the variables there), which it sends to the others; each
+epoch's held-out scores are the chief's, computed on its own copy of the weights outside the
+distribution and sent to the others, so every process stops at the same epoch. The chief also
+predicts the held-out and test videos alone, on such a copy of the best epoch's weights. The
+others write nothing, so they may share the chief's file system or not.
 """
 
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -35,6 +45,13 @@ from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..fileio import LOCK_FILE, atomic_path, output_lock, write_json
 from ..metrics import Evaluator
+from .distribution import (
+    LocalModel,
+    data_parallel_scope,
+    distribution_record,
+    joined_cluster,
+    share_from_chief,
+)
 
 FOLD_FILE = "fold.json"
 REFIT_FILE = "refit.json"
@@ -119,39 +136,21 @@ def is_out_of_memory(error):
         mark in text for mark in ("ResourceExhausted", "RESOURCE_EXHAUSTED", "out of memory"))
 
 
+def _is_chief():
+    """Whether this process writes the outputs: the only one, or the chief of its cluster."""
+    cluster = joined_cluster()
+    return cluster is None or cluster.process_id == 0
+
+
 def log(out, message, quiet=False):
-    """Print `message` (unless `quiet`) and append it, time-stamped, to `<out>/train.log`."""
+    """Print `message` (unless `quiet`) and append it, time-stamped, to `<out>/train.log` (the
+    chief's alone in a cluster)."""
+    if not _is_chief():
+        return
     if not quiet:
         print(message, flush=True)
     with open(out / "train.log", "a") as f:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-
-
-@contextlib.contextmanager
-def data_parallel_scope(enabled):
-    """Data parallelism over every local device while inside, when `enabled`: Keras'
-    `DataParallel` distribution (JAX) or `tf.distribute.MirroredStrategy` (TensorFlow). Models
-    are built, trained and used inside. Each batch is split across the devices, so the batch size
-    must be a multiple of their number (training drops the short last batch, prediction pads
-    it)."""
-    backend = keras.backend.backend()
-    if not enabled:
-        yield
-    elif backend == "jax":
-        previous = keras.distribution.distribution()
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
-        try:
-            yield
-        finally:
-            keras.distribution.set_distribution(previous)
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.distribute.MirroredStrategy().scope():
-            yield
-    else:
-        raise Yt8mError(f"data parallel training supports the jax and tensorflow backends, "
-                        f"not {backend}")
 
 
 class FoldModels:
@@ -161,18 +160,31 @@ class FoldModels:
     fold's seed has, and from a zeroed optimizer, so a fold's result does not depend on which
     other folds ran in the same process; but the train and predict functions are traced once
     per process instead of once per fold (seconds per fold for the recurrent and VLAD models).
+
+    In a cluster, `local` is the process's own copy of the model outside the distribution (the
+    chief's evaluation and predictions); None otherwise.
     """
 
     def __init__(self, spec, cache):
         self.spec, self.cache = spec, cache
         self.model, self.optimizer_state = None, None
         _, self.training = spec.settings()
+        self.local = None
+        if joined_cluster() is not None:
+            self.local = LocalModel(self._build_copy)
         self.teacher = None
         if self.training.get("teacher"):
             from .distill import Teacher
 
             self.teacher = Teacher(self.training["teacher"], cache,
                                    self.training.get("teacher_weight", 0.5))
+
+    def _build_copy(self):
+        from . import build
+        from .training import compile_model
+
+        return compile_model(build(self.spec, self.cache.num_classes), self.training,
+                             self.steps_per_epoch())
 
     def steps_per_epoch(self):
         """Steps of an average fold's epoch (schedules in epochs use it; the same for all
@@ -206,27 +218,8 @@ class FoldModels:
                 variable.assign(value)
         set_start_values(self.model, training, self.cache, train_rows)
         data = CacheBatches(self.cache, train_rows, self.spec.level, training, shuffle=True,
-                            seed=seed, teacher=self.teacher)
+                            seed=seed, teacher=self.teacher, shard=True)
         return self.model, data
-
-
-def _distribution():
-    """{"strategy", "replicas"} of the distribution the model is trained under here."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        current = keras.distribution.distribution()
-        if current is None:
-            return {"strategy": None, "replicas": 1}
-        return {"strategy": type(current).__name__,
-                "replicas": int(np.prod(current.device_mesh.shape))}
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        if not tf.distribute.has_strategy():
-            return {"strategy": None, "replicas": 1}
-        strategy = tf.distribute.get_strategy()
-        return {"strategy": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync}
-    return {"strategy": None, "replicas": 1}
 
 
 def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
@@ -236,6 +229,9 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     any moment resumes from the last commit to the result an uninterrupted run has.
 
     `models`: a `FoldModels` shared by the folds trained in this process.
+
+    In a cluster (see the module), every process trains; the chief alone also predicts and
+    writes, and returns the record; the others return None.
     """
     from .callbacks import GapEvaluation
     from .checkpoints import EpochCheckpoint
@@ -243,8 +239,10 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
 
     _, training = spec.settings()
     models = models or FoldModels(spec, cache)
+    chief = _is_chief()
     folder = out / f"fold_{fold}"
-    folder.mkdir(parents=True, exist_ok=True)
+    if chief:
+        folder.mkdir(parents=True, exist_ok=True)
     fold_rows = _labeled_fold_rows(cache)
     train_rows = np.concatenate([fold_rows[cache.fold[fold_rows] != fold],
                                  extra_training_rows(cache, training)])
@@ -256,18 +254,19 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     checkpoint = EpochCheckpoint(
         folder, {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache)},
         monitor="val_gap", patience=training.get("early_stopping"),
-        say=lambda line: log(out, line))
+        say=lambda line: log(out, line), write=chief, local=models.local)
     initial_epoch = checkpoint.restore(model)
     if initial_epoch:
         log(out, f"{out.name} fold {fold}: resuming after epoch {initial_epoch}", quiet=True)
-    else:  # a fresh start: no curves of an earlier, abandoned run
+    elif chief:  # a fresh start: no curves of an earlier, abandoned run
         shutil.rmtree(out / "tensorboard" / f"fold_{fold}", ignore_errors=True)
     data.start_at(initial_epoch)
     held_out = CacheBatches(cache, val_rows, spec.level, training, shuffle=False)
     guard = NanGuard()
-    callbacks = [GapEvaluation(held_out, cache.num_classes, pad_to=training.get("batch_size", 32)),
+    callbacks = [GapEvaluation(held_out, cache.num_classes, pad_to=training.get("batch_size", 32),
+                               local=models.local),
                  guard, checkpoint]
-    if all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):  # tf.summary
+    if chief and all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):
         callbacks.append(keras.callbacks.TensorBoard(
             str(out / "tensorboard" / f"fold_{fold}"), write_graph=False, profile_batch=0))
     start = time.perf_counter()
@@ -276,7 +275,8 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
             # shuffle=False: the loader's own order is a function of (seed, epoch); Keras'
             # batch shuffle draws from the global `random` state, which a resume cannot restore
             model.fit(data, epochs=training["epochs"], initial_epoch=initial_epoch,
-                      shuffle=False, verbose=1 if progress else 0, callbacks=callbacks)
+                      shuffle=False, verbose=1 if progress and chief else 0,
+                      callbacks=callbacks)
         except Exception as e:
             if not is_out_of_memory(e):
                 raise
@@ -292,31 +292,47 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
         raise Yt8mError(f"{spec.source}: training diverged in fold {fold}, epoch {epoch + 1}, at "
                         f"{step} became NaN; lower the learning rate or set clipnorm, then "
                         f"run again. Other folds' outputs are untouched")
+    if not chief:
+        return None
     best_path = checkpoint.best_weights()
     if best_path is None:
         raise Yt8mError(f"{spec.source}: fold {fold} finished without a best epoch")
+    evaluator = Evaluator(cache.num_classes, from_logits=True)
+
+    def finish(best):  # predict and save with the best epoch's weights
+        predict_into(folder, "oof", best, spec, cache, val_rows, evaluator)
+        predict_into(folder, "test", best, spec, cache, test_rows)
+        if fold == 0:
+            with atomic_path(out / "model.keras", suffix=".keras") as tmp:
+                best.save(tmp)
+
     try:
-        model.load_weights(str(best_path))
+        if models.local is None:
+            model.load_weights(str(best_path))
+        else:  # the chief's own copy, outside the distribution
+            models.local.run(lambda copy: None, best_path)
     except (OSError, ValueError) as e:
         if _attempt:
             raise
         log(out, f"{best_path}: damaged ({type(e).__name__}: {e}); fold {fold} starts again")
         checkpoint.clear()
+        if models.local is not None:  # the other processes have moved on
+            raise Yt8mError(f"{spec.source}: fold {fold}'s best weights were damaged and are "
+                            f"deleted; run the same command again in every process to train "
+                            f"the fold again") from e
         return train_fold(spec, out, cache, fold, progress, models, _attempt=1)
-    evaluator = Evaluator(cache.num_classes, from_logits=True)
-    predict_into(folder, "oof", model, spec, cache, val_rows, evaluator)
+    if models.local is None:
+        finish(model)
+    else:
+        models.local.run(finish, None)
     scores = evaluator.result()
-    predict_into(folder, "test", model, spec, cache, test_rows)
     with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
         shutil.copyfile(best_path, tmp)
-    if fold == 0:
-        with atomic_path(out / "model.keras", suffix=".keras") as tmp:
-            model.save(tmp)
     epochs_run = checkpoint.epochs_done
     record = {"fold": fold, "config_hash": spec.config_hash(),
               "data_hash": data_fingerprint(cache), "metrics": scores,
               "epochs": epochs_run, "best_epoch": checkpoint.best()[0] + 1,
-              "distribution": _distribution(), "train_videos": int(len(train_rows)),
+              "distribution": distribution_record(), "train_videos": int(len(train_rows)),
               "seconds": round(seconds, 2),
               "examples_per_s": round(len(train_rows) * (epochs_run - initial_epoch)
                                       / max(seconds, 1e-9), 1)}
@@ -337,37 +353,55 @@ def train_refit(spec, out, cache, models, progress=False):
     Like a fold it commits every epoch (`EpochCheckpoint`, no monitor: the last epoch is the
     model) and resumes from the last commit; `refit.json` is written last. The schedule's steps
     per epoch stay the folds' (one compiled optimizer for all), so an epoch-based decay comes
-    about 1/K of the epoch early with K folds."""
+    about 1/K of the epoch early with K folds.
+
+    In a cluster the chief reads the folds' records (and an earlier refit's) and tells the
+    others; every process trains; the chief alone predicts and writes (the others return
+    (None, trained now))."""
     from .checkpoints import EpochCheckpoint
 
-    folder = out / "refit"
-    if (folder / REFIT_FILE).is_file():
-        return json.loads((folder / REFIT_FILE).read_text()), False
-    folder.mkdir(parents=True, exist_ok=True)
+    folder, chief = out / "refit", _is_chief()
+    done = share_from_chief(json.loads((folder / REFIT_FILE).read_text())
+                            if chief and (folder / REFIT_FILE).is_file() else None)
+    if done is not None:
+        return (done if chief else None), False
     _, training = spec.settings()
-    records = [json.loads((out / f"fold_{k}" / FOLD_FILE).read_text())
-               for k in range(cache.num_folds)]
-    epochs = refit_epochs(records)
+    records = []
+    if chief:
+        folder.mkdir(parents=True, exist_ok=True)
+        records = [json.loads((out / f"fold_{k}" / FOLD_FILE).read_text())
+                   for k in range(cache.num_folds)]
+    epochs = share_from_chief(refit_epochs(records) if chief else None)
     rows = np.concatenate([_labeled_fold_rows(cache), extra_training_rows(cache, training)])
     model, data = models.start(-1, rows, seed=spec.seed * 1000 + 999)
     checkpoint = EpochCheckpoint(
         folder, {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
-                 "epochs": epochs}, say=lambda line: log(out, line))
+                 "epochs": epochs}, say=lambda line: log(out, line), write=chief,
+        local=models.local)
     initial_epoch = checkpoint.restore(model)
     data.start_at(initial_epoch)
     guard, start = NanGuard(), time.perf_counter()
     if not checkpoint.finished(epochs):
         model.fit(data, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
-                  verbose=1 if progress else 0, callbacks=[guard, checkpoint])
+                  verbose=1 if progress and chief else 0, callbacks=[guard, checkpoint])
     seconds = time.perf_counter() - start
     if guard.where is not None:
         checkpoint.clear()
         raise Yt8mError(f"{spec.source}: the refit model diverged in epoch "
                         f"{guard.where[0] + 1}; lower the learning rate or set clipnorm, then "
                         f"run again (the folds are kept)")
-    with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
-        model.save_weights(str(tmp))
-    predict_into(folder, "test", model, spec, cache, cache.rows("test"))
+    if not chief:
+        return None, True
+
+    def finish(trained):
+        with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
+            trained.save_weights(str(tmp))
+        predict_into(folder, "test", trained, spec, cache, cache.rows("test"))
+
+    if models.local is None:
+        finish(model)
+    else:  # the chief's own copy of the trained weights, outside the distribution
+        models.local.run(finish, model)
     record = {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
               "epochs": epochs, "fold_best_epochs": [r["best_epoch"] for r in records],
               "train_videos": int(len(rows)), "seconds": round(seconds, 2)}
@@ -499,35 +533,59 @@ def train(spec_path, folds=None, features="features", models_dir=None, progress=
 
     `level`: the cache to train on, `features/<level>/` (video-level models train on either:
     the video-level features, or the frame cache's frame means).
-    `distribute`: data parallelism over the local devices (see `data_parallel_scope`).
+    `distribute`: data parallelism over the local devices (see `data_parallel_scope`), or over
+    the processes of the cluster that the environment describes (see the module), which this
+    process joins first.
 
-    Returns (metrics or None when folds are still missing, folds trained now).
+    Returns (metrics or None when folds are still missing, folds trained now); (None, folds
+    trained now) in a cluster's processes other than the chief.
     """
+    from .distribution import cluster_from_environment, join_cluster
     from .registry import load_spec
 
     spec = load_spec(spec_path)
+    cluster = cluster_from_environment() if distribute else None
+    if cluster is not None:  # before the backend computes anything
+        join_cluster(cluster)
     keras.backend.clear_session()  # nothing of an earlier spec trained in this process lingers
     cache = open_cache(spec, features, level)
     if cache.num_folds < 2:
         raise Yt8mError(f"{features}/folds.csv assigns no folds; build the features first")
     out = model_dir(spec_path, models_dir)
+    if not _is_chief():  # the chief alone reads and writes the model folder
+        return _train_folds(spec, spec_path, out, cache, folds, progress, distribute)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, f"yt8m train {spec_path}"):
         return _train_folds(spec, spec_path, out, cache, folds, progress, distribute)
 
 
+def _same_run_as_chief(spec, cache, wanted):
+    """In a cluster, stop a process whose spec, features or folds are not the chief's (it would
+    train another model than the one the chief records)."""
+    if joined_cluster() is None:
+        return
+    own = [spec.config_hash(), data_fingerprint(cache), list(wanted)]
+    chiefs = share_from_chief(own)
+    if chiefs != own:
+        raise Yt8mError(f"this process of the cluster trains {own} (config hash, data hash, "
+                        f"folds) and the chief {chiefs}: give every process the same spec, "
+                        f"features and folds")
+
+
 def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
-    if invalidate_if_changed(out, spec.config_hash(), data_fingerprint(cache)):
+    chief = _is_chief()
+    if chief and invalidate_if_changed(out, spec.config_hash(), data_fingerprint(cache)):
         log(out, f"{spec_path} or the features changed since {out}/ was trained: its old "
                  f"outputs were removed")
     wanted = range(cache.num_folds) if folds is None else folds
+    _same_run_as_chief(spec, cache, wanted)
     trained, models = [], FoldModels(spec, cache)
     for fold in wanted:
         if not 0 <= fold < cache.num_folds:
             raise Yt8mError(f"fold {fold} does not exist; folds are 0..{cache.num_folds - 1}")
     with data_parallel_scope(distribute):
         for fold in wanted:
-            if (out / f"fold_{fold}" / FOLD_FILE).is_file():
+            if share_from_chief(chief and (out / f"fold_{fold}" / FOLD_FILE).is_file()):
                 continue
             try:
                 record = train_fold(spec, out, cache, fold, progress, models)
@@ -535,17 +593,20 @@ def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
                 log(out, f"{out.name} fold {fold} failed: {e}")
                 raise
             trained.append(fold)
+            if record is None:  # a process of a cluster other than the chief
+                continue
             log(out, f"{out.name} fold {fold}: GAP@20 {record['metrics']['gap']:.4f} "
                      f"({record['epochs']} epochs, {record['examples_per_s']:.0f} examples/s, "
                      f"{record['seconds']:.1f} s)")
-        done = all((out / f"fold_{k}" / FOLD_FILE).is_file() for k in range(cache.num_folds))
+        done = share_from_chief(chief and all((out / f"fold_{k}" / FOLD_FILE).is_file()
+                                              for k in range(cache.num_folds)))
         refit_now = False
         if done and spec.settings()[1].get("refit"):
             record, refit_now = train_refit(spec, out, cache, models, progress)
-            if refit_now:
+            if refit_now and record is not None:
                 log(out, f"{out.name} refit: {record['epochs']} epochs on "
                          f"{record['train_videos']} videos ({record['seconds']:.1f} s)")
-    if not done:
+    if not done or not chief:
         return None, trained
     previous = predictions.source_metrics(out)
     store = previous.get("predictions") or {}
@@ -584,7 +645,7 @@ def train_many(spec_paths, jobs, folds=None, features="features", models_dir=Non
     import concurrent.futures as cf
     import multiprocessing
 
-    from ..features.convert import die_with_parent
+    from ..fileio import die_with_parent
 
     with cf.ProcessPoolExecutor(max_workers=min(jobs, len(spec_paths)),
                                 mp_context=multiprocessing.get_context("spawn"),

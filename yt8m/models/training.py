@@ -156,12 +156,15 @@ class CacheBatches(keras.utils.PyDataset):
     the labels, or a `distill.Teacher`'s mix of them with soft targets; batch b of epoch e
     is the same on every run (the loader's seed). Shuffled (training) batches drop the last,
     short batch when there is more than one batch, so that every training step has one shape
-    and the compiled step is not traced again.
+    and the compiled step is not traced again. `shard`: training batches of a process in a
+    cluster, which feeds what its engine wants of every global batch (`shard_batch`); the
+    batches are whole outside a cluster.
     """
 
-    def __init__(self, cache, rows, level, training, shuffle, seed=0, teacher=None):
+    def __init__(self, cache, rows, level, training, shuffle, seed=0, teacher=None,
+                 shard=False):
         super().__init__()
-        self.level, self.teacher = level, teacher
+        self.level, self.teacher, self.shard = level, teacher, shard
         size = training.get("batch_size", 32)
         self.loader = BatchLoader(
             cache, rows, batch_size=size, drop_remainder=shuffle and len(rows) >= 2 * size,
@@ -181,8 +184,16 @@ class CacheBatches(keras.utils.PyDataset):
         else:
             inputs = {"frames": batch["frames"], "mask": batch["mask"]}
         if self.teacher is not None:  # distillation: soft targets mixed with the labels
-            return inputs, self.teacher.targets(batch["rows"], batch["labels"])
-        return inputs, batch["labels"]
+            pair = inputs, self.teacher.targets(batch["rows"], batch["labels"])
+        else:
+            pair = inputs, batch["labels"]
+        if self.shard:
+            from .distribution import joined_cluster, shard_batch
+
+            cluster = joined_cluster()
+            if cluster is not None:
+                return shard_batch(pair, cluster)
+        return pair
 
     def start_at(self, epoch):
         """Serve epoch `epoch`'s batches next (a resumed run)."""
