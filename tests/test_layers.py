@@ -20,9 +20,11 @@ from yt8m.models.layers import (
     Dequantize,
     MemberMixture,
     MixtureOfExperts,
+    NetFV,
     NetVLAD,
     NeXtVLAD,
     ShiftingAttention,
+    SoftDBoF,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +35,10 @@ LENGTHS = np.array([7, 4, 1])
 FRAME_LAYERS = {
     "netvlad": (lambda: NetVLAD(4), 4 * F),
     "netrvlad": (lambda: NetVLAD(4, residuals=False), 4 * F),
+    "netfv": (lambda: NetFV(4), 2 * 4 * F),
+    "netfv_coupled": (lambda: NetFV(4, couple_weights=True), 2 * 4 * F),
+    "soft_dbof": (lambda: SoftDBoF(4), 4),
+    "soft_dbof_max": (lambda: SoftDBoF(4, max_pool=True), 2 * 4),
     "nextvlad": (lambda: NeXtVLAD(clusters=4, groups=4, expansion=2), 4 * 2 * F // 4),
     "shifting_attention": (lambda: ShiftingAttention(3), 3 * F),
     "attention_pooling": (lambda: AttentionPooling(), F),
@@ -108,6 +114,45 @@ def test_config_round_trip_save_load_and_one_training_step(name, tmp_path):
     assert np.isfinite(first) and second < first
     assert any(not np.allclose(w, np.asarray(v)) for w, v in
                zip(weights, model.trainable_weights, strict=True))
+
+
+def _l2(x, axis):
+    return x / np.sqrt(np.maximum((x ** 2).sum(axis=axis, keepdims=True), 1e-12))
+
+
+@pytest.mark.parametrize("couple_weights", [False, True])
+def test_netfv_is_the_references_fisher_vector(couple_weights):
+    """NetFV against WILLOW's formulas, written out in numpy for one video's real frames."""
+    layer = NetFV(3, couple_weights=couple_weights, batch_norm=False)
+    x, m = frames(), mask()
+    out = np.asarray(layer(x, mask=m))
+    kernel, bias = (np.asarray(w) for w in layer.assign.weights)
+    centres = 0.01 * kernel if couple_weights else np.asarray(layer.centres)  # (F, K)
+    sigma = np.asarray(layer.deviations) ** 2 + 1e-6
+    for i, n in enumerate(LENGTHS):
+        v = x[i, :n].astype(np.float64)  # (n, F)
+        logits = v @ kernel + bias
+        a = np.exp(logits - logits.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)  # (n, K)
+        diff = v[:, :, None] - centres[None]  # (n, F, K)
+        first = (a[:, None, :] * diff).sum(0) / sigma
+        second = (a[:, None, :] * diff ** 2).sum(0) / sigma ** 2 - a.sum(0)
+        first = _l2(_l2(first, 0).reshape(-1), 0)  # per cluster, then whole (feature-major)
+        second = _l2(second.reshape(-1), 0)
+        np.testing.assert_allclose(out[i], np.concatenate([first, second]), atol=1e-5)
+
+
+def test_soft_dbof_pools_the_assignments_of_the_real_frames():
+    layer = SoftDBoF(5, max_pool=True, batch_norm=False)
+    x, m = frames(), mask()
+    out = np.asarray(layer(x, mask=m))
+    kernel, bias = (np.asarray(w) for w in layer.assign.weights)
+    for i, n in enumerate(LENGTHS):
+        logits = x[i, :n].astype(np.float64) @ kernel + bias
+        a = np.exp(logits - logits.max(-1, keepdims=True))
+        a /= a.sum(-1, keepdims=True)
+        expected = np.concatenate([_l2(a.sum(0), 0), _l2(a.max(0), 0)])
+        np.testing.assert_allclose(out[i], expected, atol=1e-5)
 
 
 def test_dequantize_matches_the_starter_code():

@@ -27,6 +27,7 @@ TRAINING = ("{epochs: 8, batch_size: 32, learning_rate: 2.0e-3, num_frames: 32, 
 BASELINE = {"nextvlad": "frame_logistic", "attention_cluster": "frame_logistic",
             "attention_lstm": "frame_logistic", "gated_netvlad": "frame_logistic",
             "dbof": "frame_logistic", "mix_nextvlad": "frame_logistic",
+            "gated_netrvlad": "frame_logistic", "netfv": "frame_logistic",
             "video_moe": "video_logistic"}
 
 

@@ -20,7 +20,68 @@ PAPER_PARAMETERS = {
     "video_logistic": 4_452_886,
     "video_moe": 38_505_020,
     "mix_nextvlad": 235_935_273,  # 3 x 78,643,170 per branch + the gate's 5,763
+    # The 2017 winner's other families and the starter code's LSTM: see `willow_parameters`.
+    "gated_netrvlad": 321_249_852,
+    "netfv": 321_388_732,
+    "soft_dbof": 37_338_492,
+    "lstm": 37_090_860,
+    "gru": 63_466_124,
 }
+
+
+def willow_parameters():
+    """The trainable parameters of WILLOW's NetVLADModelLF --lightvlad, NetFVModelLF,
+    SoftDbofModelLF and GruModel and of the starter code's LstmModel, summed from the shapes of
+    the variables their code creates (`tf.get_variable` and slim layers; BatchNorm: beta and
+    gamma) at the flags their README commands (the starter code: its flag defaults) pass."""
+    rgb, audio, classes = 1024, 128, 3862
+    frames = rgb + audio
+
+    def bn(n):  # slim.batch_norm(center=True, scale=True)
+        return 2 * n
+
+    def moe(n, mixtures=2):  # MoeModel: gates (no bias), experts (weights + biases)
+        return n * classes * (mixtures + 1) + n * classes * mixtures + classes * mixtures
+
+    prob_gating = classes * classes + bn(classes)  # gating_prob_weights + gating_prob_bn
+
+    def head(pooled, hidden=1024):  # hidden1_weights + hidden1_biases (relu off), gating
+        return pooled * hidden + hidden + hidden * hidden + bn(hidden) + moe(hidden) + prob_gating
+
+    # --lightvlad: LightVLAD keeps cluster_weights and cluster_bn, no centres (cluster_weights2)
+    k = 256
+    lightvlad = bn(frames) + rgb * k + bn(k) + audio * (k // 2) + bn(k // 2)
+    netrvlad = lightvlad + head(rgb * k + audio * (k // 2))
+    # NetFV K=128 / 64, --fv_couple_weights=False: cluster_weights, covar_weights and
+    # cluster_weights2, each (features, K), and cluster_bn; output 2 x K x features
+    k = 128
+    netfv = (bn(frames) + 3 * rgb * k + bn(k) + 3 * audio * (k // 2) + bn(k // 2)
+             + head(2 * (rgb * k + audio * (k // 2))))
+    # SoftDBoF K=8000 / 1000, no max pooling, no gating or probability gating: cluster_weights
+    # and cluster_bn; hidden1 with its bias (--dbof_relu=False), MoE
+    k = 8000
+    soft_dbof = (bn(frames) + rgb * k + bn(k) + audio * (k // 8) + bn(k // 8)
+                 + (k + k // 8) * 1024 + 1024 + moe(1024))
+
+    def lstm(inputs, n):  # BasicLSTMCell: kernel (inputs + n, 4n), bias 4n
+        return (inputs + n) * 4 * n + 4 * n
+
+    def gru(inputs, n):  # GRUCell: gates kernel (inputs + n, 2n) + bias, candidate (.., n) + bias
+        return (inputs + n) * 3 * n + 3 * n
+
+    # LstmModel: 2 x 1024 cells, state[-1].h (1024) into the MoE
+    lstm_model = lstm(frames, 1024) + lstm(1024, 1024) + moe(1024)
+    # GruModel --gru_cells=1200: 2 layers, both states (state_is_tuple=False: 2400) into the MoE
+    gru_model = gru(frames, 1200) + gru(1200, 1200) + moe(2400)
+    return {"gated_netrvlad": netrvlad, "netfv": netfv, "soft_dbof": soft_dbof,
+            "lstm": lstm_model, "gru": gru_model}
+
+
+def test_willow_counts_are_the_reference_shapes():
+    derived = willow_parameters()
+    assert derived == {name: PAPER_PARAMETERS[name] for name in derived}
+    # and gated NetVLAD is gated NetRVLAD plus its centres (cluster_weights2)
+    assert PAPER_PARAMETERS["gated_netvlad"] - derived["gated_netrvlad"] == 1024 * 256 + 128 * 128
 
 
 def trainable(model):
@@ -120,7 +181,10 @@ def test_shipped_specs_are_valid_demo_specs():
 
     every = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
     videos = [p for p in every if is_video_spec(p)]
-    specs = [p for p in every if p not in videos]
+    students = [p for p in every if p not in videos and load_spec(p).training.get("teacher")]
+    assert [p.stem for p in students] == ["distill_video_moe"]  # a zoo model with a teacher
+    assert load_spec(students[0]).model == "video_moe"
+    specs = [p for p in every if p not in videos and p not in students]
     assert {p.stem for p in specs} == set(PAPER_PARAMETERS)
     for path in specs:
         spec = load_spec(path)
@@ -195,3 +259,45 @@ def test_prior_bias_starts_every_head_at_the_class_log_odds():
     # zero input: uniform gates over 2 experts + dummy and a probability gate of about 1/2
     p = 1 / (1 + np.exp(-np.asarray(moe.predict_on_batch(inputs))))
     np.testing.assert_allclose(p[0, :3], freq[:3], rtol=0.3)  # the gate is only near 1/2
+
+
+def suggested_architecture(path):
+    """The architecture settings a spec's comments suggest: the `#   key: value` lines under its
+    `# architecture:` comment."""
+    import re
+
+    import yaml
+
+    suggested, inside = {}, False
+    for line in path.read_text().splitlines():
+        if re.match(r"#\s*architecture:", line):
+            inside = True
+            continue
+        found = re.match(r"#   (\w+): ([^#]+)", line) if inside else None
+        if not found:
+            inside = False
+            continue
+        suggested[found.group(1)] = yaml.safe_load(found.group(2))
+    return suggested
+
+
+def test_every_shipped_spec_suggests_only_settings_its_model_accepts(tmp_path):
+    """Uncommenting a spec's suggested architecture gives a valid spec (a suggestion of a
+    key the model refuses would send a reader into an error)."""
+    from pathlib import Path
+
+    import yaml
+
+    from yt8m.kinetics.spec import is_video_spec, load_video_spec
+
+    suggestions = 0
+    for path in sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml")):
+        suggested = suggested_architecture(path)
+        suggestions += bool(suggested)
+        data = yaml.safe_load(path.read_text())
+        data["architecture"] = {**(data.get("architecture") or {}), **suggested}
+        edited = tmp_path / path.name
+        edited.write_text(yaml.safe_dump(data))
+        spec = (load_video_spec if is_video_spec(path) else load_spec)(edited)
+        assert spec.architecture == data["architecture"], path
+    assert suggestions >= 10

@@ -40,13 +40,17 @@ def _entries():
         attention_cluster,
         attention_lstm,
         baselines,
+        gated_netrvlad,
         gated_netvlad,
         mix_nextvlad,
+        netfv,
         nextvlad,
+        recurrent,
+        soft_dbof,
     )
 
     modules = (nextvlad, mix_nextvlad, attention_cluster, attention_lstm, gated_netvlad,
-               baselines)
+               gated_netrvlad, netfv, soft_dbof, recurrent, baselines)
     return {name: Entry(**fields) for module in modules for name, fields in module.MODELS.items()}
 
 

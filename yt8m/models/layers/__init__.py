@@ -10,12 +10,14 @@ from .dequantize import Dequantize
 from .masking import masked_mean, masked_softmax
 from .member_mixture import MemberMixture
 from .mixture_of_experts import MixtureOfExperts
+from .netfv import NetFV
 from .netvlad import NetVLAD
 from .nextvlad import NeXtVLAD
 from .shifting_attention import ShiftingAttention
+from .soft_dbof import SoftDBoF
 from .temporal_block import TemporalBlock
 from .temporal_xception import TemporalXception
 
 __all__ = ["AttentionPooling", "ContextGating", "Dequantize", "MemberMixture", "MixtureOfExperts",
-           "NetVLAD", "NeXtVLAD", "ShiftingAttention", "TemporalBlock", "TemporalXception",
-           "masked_mean", "masked_softmax"]
+           "NetFV", "NetVLAD", "NeXtVLAD", "ShiftingAttention", "SoftDBoF", "TemporalBlock",
+           "TemporalXception", "masked_mean", "masked_softmax"]

@@ -37,10 +37,12 @@ def build_frame_logistic(num_classes=3862, l2=1e-8):
 
 
 def build_dbof(num_classes=3862, clusters=8192, hidden=1024, pooling="max", num_mixtures=2,
-               moe_l2=1e-8, momentum=0.99, epsilon=1e-3):
+               moe_l2=1e-8, dropout=0.0, momentum=0.99, epsilon=1e-3):
     """Deep bag of frames (`DbofModel`): input BatchNorm, a wide cluster FC + BatchNorm + ReLU6
     per frame, max (or mean) pooling over the real frames, a hidden FC + BatchNorm + ReLU6 and a
-    mixture of experts. The starter code samples 30 random frames per video (training spec)."""
+    mixture of experts. The starter code samples 30 random frames per video (training spec).
+    `dropout > 0` drops hidden units before the mixture (the reference has none: 0 by
+    default)."""
     inputs, rgb, audio, mask = frame_inputs()
     bn = dict(momentum=momentum, epsilon=epsilon)
     x = keras.layers.Concatenate(name="concat")([rgb, audio])
@@ -52,6 +54,8 @@ def build_dbof(num_classes=3862, clusters=8192, hidden=1024, pooling="max", num_
     x = keras.layers.Dense(hidden, use_bias=False, name="hidden")(x)
     x = keras.layers.BatchNormalization(name="hidden_norm", **bn)(x)
     x = keras.layers.Activation("relu6", name="hidden_relu6")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
     p = MixtureOfExperts(num_classes, num_mixtures, moe_l2, name="moe")(x)
     return keras.Model(inputs, logits_from_probabilities(p), name="dbof")
 
@@ -63,14 +67,18 @@ def build_video_logistic(num_classes=3862, l2=1e-8):
 
 
 def build_video_moe(num_classes=3862, num_mixtures=2, moe_l2=1e-6, input_gating=True,
-                    probability_gating=True, probability_gating_reduction=None, momentum=0.99,
-                    epsilon=1e-3):
+                    probability_gating=True, probability_gating_reduction=None, dropout=0.0,
+                    momentum=0.99, epsilon=1e-3):
     """WILLOW's video-level model: context gating on the input, a mixture of experts, and context
-    gating of the output probabilities (`probability_gating_reduction`: see gated NetVLAD)."""
+    gating of the output probabilities (`probability_gating_reduction`: see gated NetVLAD).
+    `dropout > 0` drops the (gated) input units before the mixture (0 by default, as the
+    reference)."""
     inputs, x = video_inputs()
     bn = dict(momentum=momentum, epsilon=epsilon)
     if input_gating:
         x = ContextGating(name="gating", **bn)(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
     p = MixtureOfExperts(num_classes, num_mixtures, moe_l2, name="moe")(x)
     if probability_gating:
         p = ContextGating(probability_gating_reduction, name="probability_gating",

@@ -64,3 +64,26 @@ def classifier(x, num_classes, l2=0.0, name="logits"):
 DEMO_TRAINING = dict(optimizer="adam", learning_rate=5e-3, batch_size=64, epochs=4, num_frames=16,
                      mixed_precision="auto",
                      sampling="segments", loss_reduction="sum_over_classes", prior_bias=True)
+
+
+def willow_head(x, num_classes, hidden, hidden_stddev, gating=True, dropout=0.0, num_mixtures=2,
+                moe_l2=1e-6, probability_gating=True, probability_gating_reduction=None,
+                momentum=0.99, epsilon=1e-3):
+    """WILLOW's head on a pooled video vector: a hidden FC (with bias; the references' README
+    runs train with `--*_relu=False`: no BatchNorm, no ReLU6), context gating, dropout
+    (`dropout > 0`, before the classifier), a mixture of experts and context gating of its
+    probabilities. Returns the logits."""
+    from ..layers import ContextGating, MixtureOfExperts
+
+    bn = dict(momentum=momentum, epsilon=epsilon)
+    init = keras.initializers.RandomNormal(stddev=hidden_stddev)
+    x = keras.layers.Dense(hidden, name="hidden", kernel_initializer=init)(x)
+    if gating:
+        x = ContextGating(name="gating", **bn)(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    p = MixtureOfExperts(num_classes, num_mixtures, moe_l2, name="moe")(x)
+    if probability_gating:
+        p = ContextGating(probability_gating_reduction, name="probability_gating",
+                          dtype="float32", **bn)(p)
+    return logits_from_probabilities(p)

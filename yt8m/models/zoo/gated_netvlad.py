@@ -2,37 +2,37 @@
 
 import keras
 
-from ..layers import ContextGating, MixtureOfExperts, NetVLAD
-from .common import DEMO_TRAINING, frame_inputs, logits_from_probabilities
+from ..layers import NetVLAD
+from .common import DEMO_TRAINING, frame_inputs, willow_head
 
 
 def build(num_classes=3862, clusters=256, audio_clusters=None, hidden=1024, num_mixtures=2,
           moe_l2=1e-6, probability_gating=True, probability_gating_reduction=None,
-          momentum=0.99, epsilon=1e-3):
+          lightvlad=False, dropout=0.0, momentum=0.99, epsilon=1e-3):
     """Each frame L2-normalised, input BatchNorm, NetVLAD (K) on rgb and NetVLAD (K/2) on audio,
     hidden FC (with bias, no BatchNorm or ReLU: `--netvlad_relu=False`), context gating, a
     mixture of `num_mixtures` experts, and context gating of the output probabilities
     (`--moe_prob_gating`). Returns logits of the gated probabilities. BatchNorm uses Keras'
     momentum 0.99 (TF-slim used 0.999). `probability_gating_reduction=r` swaps the full
-    classes x classes gate for a classes/r bottleneck (the demo preset: 15M weights fewer)."""
+    classes x classes gate for a classes/r bottleneck (the demo preset: 15M weights fewer).
+    `lightvlad=True` pools with NetRVLAD, NetVLAD without the centres (`--lightvlad`; the
+    `gated_netrvlad` model). `dropout > 0` drops the gated hidden units before the mixture (the
+    learnable-pooling write-up's dropout; the reference code has none, so 0 by default)."""
     inputs, rgb, audio, mask = frame_inputs()
     bn = dict(momentum=momentum, epsilon=epsilon)
     x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
     x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
     x = keras.layers.BatchNormalization(name="input_norm", **bn)(x, mask=mask)
-    video = NetVLAD(clusters, name="video_netvlad", **bn)(x[..., :1024], mask=mask)
-    sound = NetVLAD(audio_clusters or clusters // 2, name="audio_netvlad", **bn)(
+    vlad = dict(residuals=not lightvlad, **bn)
+    video = NetVLAD(clusters, name="video_netvlad", **vlad)(x[..., :1024], mask=mask)
+    sound = NetVLAD(audio_clusters or clusters // 2, name="audio_netvlad", **vlad)(
         x[..., 1024:], mask=mask)
     x = keras.layers.Concatenate(name="concat")([video, sound])
-    x = keras.layers.Dense(hidden, name="hidden",
-                           kernel_initializer=keras.initializers.RandomNormal(
-                               stddev=clusters ** -0.5))(x)
-    x = ContextGating(name="gating", **bn)(x)
-    p = MixtureOfExperts(num_classes, num_mixtures, moe_l2, name="moe")(x)
-    if probability_gating:
-        p = ContextGating(probability_gating_reduction, name="probability_gating",
-                          dtype="float32", **bn)(p)
-    return keras.Model(inputs, logits_from_probabilities(p), name="gated_netvlad")
+    logits = willow_head(x, num_classes, hidden, clusters ** -0.5, dropout=dropout,
+                         num_mixtures=num_mixtures, moe_l2=moe_l2,
+                         probability_gating=probability_gating,
+                         probability_gating_reduction=probability_gating_reduction, **bn)
+    return keras.Model(inputs, logits, name="gated_netrvlad" if lightvlad else "gated_netvlad")
 
 
 PRESETS = {
