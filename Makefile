@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 YT8M := $(VENV)/bin/yt8m
 LEVEL ?= frame
 WORKERS ?= 2
-# FOLDS: K of a new fold assignment (default 5; the sample competition uses 2, see `all`)
+# FOLDS: K of a new fold assignment (default 5; the sample competition uses 3, see `all`)
 FOLDS ?=
 # make download: the official download.py's partition, fraction (m,n = the m-th of n parts) and mirror
 PARTITION ?= 2/frame/train
@@ -67,8 +67,9 @@ all: setup sample features train-all ensemble distill sample-video train-video #
 	@$(MAKE) --no-print-directory submission
 	@$(foreach spec,$(VIDEO_SPECS),$(MAKE) --no-print-directory submission SRC=$(spec:.yaml=);)
 
-# The sample competition is folded in 2 (not 5) so that every demo model trains in the budget.
-all: FOLDS := $(or $(FOLDS),$(if $(wildcard features/folds.csv),,2))
+# The sample competition is folded in 3 (not 5): 2 folds train faster, but a stacker trained on
+# 1,000 rows of 14 members scores below the best member (0.305 against 0.353).
+all: FOLDS := $(or $(FOLDS),$(if $(wildcard features/folds.csv),,3))
 # The demo models are too small to keep two cores busy: train two specs side by side.
 all: JOBS := 2
 
