@@ -257,6 +257,7 @@ def random_inputs(level, rows=4, frames=20, seed=0):
     return {"frames": rng.integers(0, 256, (rows, frames, 1152), dtype=np.uint8), "mask": mask}
 
 
+@pytest.mark.slow
 def test_a_video_level_mean_averages_its_members(tmp_path):
     spec = parse_spec({"model": "video_moe", "preset": "demo"})
     x, members, outputs = random_inputs("video"), [], []
@@ -283,9 +284,10 @@ KEPT_FLOAT32 = ("gate/", "_logits/", "_attention/score/")
 
 
 @pytest.mark.parametrize("name", [
-    "video_moe", "dbof", "attention_lstm",
+    "video_moe",
     *(pytest.param(n, marks=pytest.mark.slow)
-      for n in ("nextvlad", "mix_nextvlad", "attention_cluster", "gated_netvlad")),
+      for n in ("dbof", "attention_lstm", "nextvlad", "mix_nextvlad", "attention_cluster",
+                "gated_netvlad")),
 ])
 def test_float16_weights_keep_a_zoo_models_outputs(name, tmp_path):
     spec = parse_spec({"model": name, "preset": "demo"})
