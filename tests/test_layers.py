@@ -244,16 +244,18 @@ def _pytest_under_jax(*targets, deselect):
     assert " passed" in run.stdout and "failed" not in run.stdout
 
 
-# Two halves, so that `make test`'s two workers run them side by side.
+# Two halves: the layers and models with `make test`, the training with the slow tests.
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the JAX run itself")
 def test_layers_demo_models_and_stnet_pass_on_jax():
     """This file, every demo model's forward pass and .keras round trip, the StNet layers and
     demo model, under JAX."""
     _pytest_under_jax(Path(__file__), ROOT / "tests" / "test_models.py",
                       ROOT / "tests" / "test_stnet.py",
-                      deselect="not paper_preset and not size_command and not on_jax")
+                      deselect="not paper_preset and not size_command and not on_jax and not "
+                               "suggests_only and not willow_counts")
 
 
+@pytest.mark.slow  # about three minutes: with the slow tests, so that make test keeps its budget
 @pytest.mark.skipif(keras.backend.backend() == "jax", reason="this is the JAX run itself")
 def test_oof_training_and_stnet_training_pass_on_jax():
     """Out-of-fold training with its resume and data parallelism, and a StNet spec's training,
