@@ -25,6 +25,7 @@ def test_paper_preset_has_the_reference_parameter_count():
 
 
 def test_temporal_block_mixes_only_neighbouring_segments():
+    keras.utils.set_random_seed(0)  # an unlucky draw can leave a neighbour's path near zero
     block = TemporalBlock(segments=5)
     x = np.zeros((2 * 5, 3, 3, 4), "float32")
     base = np.asarray(block(x, training=False))
