@@ -3,8 +3,15 @@
 import keras
 from keras import ops
 
-from ..layers import ContextGating, MixtureOfExperts, masked_mean
-from .common import DEMO_TRAINING, classifier, frame_inputs, logits_from_probabilities, video_inputs
+from ..layers import MixtureOfExperts, masked_mean
+from .common import (
+    DEMO_TRAINING,
+    classifier,
+    frame_inputs,
+    logits_from_probabilities,
+    video_inputs,
+    willow_head,
+)
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
@@ -74,16 +81,12 @@ def build_video_moe(num_classes=3862, num_mixtures=2, moe_l2=1e-6, input_gating=
     `dropout > 0` drops the (gated) input units before the mixture (0 by default, as the
     reference)."""
     inputs, x = video_inputs()
-    bn = dict(momentum=momentum, epsilon=epsilon)
-    if input_gating:
-        x = ContextGating(name="gating", **bn)(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    p = MixtureOfExperts(num_classes, num_mixtures, moe_l2, name="moe")(x)
-    if probability_gating:
-        p = ContextGating(probability_gating_reduction, name="probability_gating",
-                          dtype="float32", **bn)(p)
-    return keras.Model(inputs, logits_from_probabilities(p), name="video_moe")
+    logits = willow_head(x, num_classes, None, None, gating=input_gating, dropout=dropout,
+                         num_mixtures=num_mixtures, moe_l2=moe_l2,
+                         probability_gating=probability_gating,
+                         probability_gating_reduction=probability_gating_reduction,
+                         momentum=momentum, epsilon=epsilon)
+    return keras.Model(inputs, logits, name="video_moe")
 
 
 VIDEO_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, epochs=5,

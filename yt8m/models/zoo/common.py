@@ -66,18 +66,27 @@ DEMO_TRAINING = dict(optimizer="adam", learning_rate=5e-3, batch_size=64, epochs
                      sampling="segments", loss_reduction="sum_over_classes", prior_bias=True)
 
 
+def willow_frames(rgb, audio, mask, bn):
+    """WILLOW's frame input: rgb and audio side by side, each frame L2-normalised, then a masked
+    BatchNorm (statistics of the real frames only)."""
+    x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
+    x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
+    return keras.layers.BatchNormalization(name="input_norm", **bn)(x, mask=mask)
+
+
 def willow_head(x, num_classes, hidden, hidden_stddev, gating=True, dropout=0.0, num_mixtures=2,
                 moe_l2=1e-6, probability_gating=True, probability_gating_reduction=None,
                 momentum=0.99, epsilon=1e-3):
     """WILLOW's head on a pooled video vector: a hidden FC (with bias; the references' README
-    runs train with `--*_relu=False`: no BatchNorm, no ReLU6), context gating, dropout
-    (`dropout > 0`, before the classifier), a mixture of experts and context gating of its
-    probabilities. Returns the logits."""
+    runs train with `--*_relu=False`: no BatchNorm, no ReLU6; `hidden=None`: none, the video-level
+    MoE), context gating, dropout (`dropout > 0`, before the classifier), a mixture of experts
+    and context gating of its probabilities. Returns the logits."""
     from ..layers import ContextGating, MixtureOfExperts
 
     bn = dict(momentum=momentum, epsilon=epsilon)
-    init = keras.initializers.RandomNormal(stddev=hidden_stddev)
-    x = keras.layers.Dense(hidden, name="hidden", kernel_initializer=init)(x)
+    if hidden is not None:
+        init = keras.initializers.RandomNormal(stddev=hidden_stddev)
+        x = keras.layers.Dense(hidden, name="hidden", kernel_initializer=init)(x)
     if gating:
         x = ContextGating(name="gating", **bn)(x)
     if dropout:

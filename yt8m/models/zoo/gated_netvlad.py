@@ -3,7 +3,7 @@
 import keras
 
 from ..layers import NetVLAD
-from .common import DEMO_TRAINING, frame_inputs, willow_head
+from .common import DEMO_TRAINING, frame_inputs, willow_frames, willow_head
 
 
 def build(num_classes=3862, clusters=256, audio_clusters=None, hidden=1024, num_mixtures=2,
@@ -20,9 +20,7 @@ def build(num_classes=3862, clusters=256, audio_clusters=None, hidden=1024, num_
     learnable-pooling write-up's dropout; the reference code has none, so 0 by default)."""
     inputs, rgb, audio, mask = frame_inputs()
     bn = dict(momentum=momentum, epsilon=epsilon)
-    x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
-    x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
-    x = keras.layers.BatchNormalization(name="input_norm", **bn)(x, mask=mask)
+    x = willow_frames(rgb, audio, mask, bn)
     vlad = dict(residuals=not lightvlad, **bn)
     video = NetVLAD(clusters, name="video_netvlad", **vlad)(x[..., :1024], mask=mask)
     sound = NetVLAD(audio_clusters or clusters // 2, name="audio_netvlad", **vlad)(

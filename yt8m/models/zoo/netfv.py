@@ -3,7 +3,7 @@
 import keras
 
 from ..layers import NetFV
-from .common import DEMO_TRAINING, frame_inputs, willow_head
+from .common import DEMO_TRAINING, frame_inputs, willow_frames, willow_head
 from .gated_netvlad import TRAINING as NETVLAD_TRAINING
 
 
@@ -20,9 +20,7 @@ def build(num_classes=3862, clusters=128, audio_clusters=None, hidden=1024, coup
     inputs, rgb, audio, mask = frame_inputs()
     bn = dict(momentum=momentum, epsilon=epsilon)
     fv = dict(couple_weights=couple_weights, coupling_factor=coupling_factor, **bn)
-    x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
-    x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
-    x = keras.layers.BatchNormalization(name="input_norm", **bn)(x, mask=mask)
+    x = willow_frames(rgb, audio, mask, bn)
     video = NetFV(clusters, name="video_netfv", **fv)(x[..., :1024], mask=mask)
     sound = NetFV(audio_clusters or clusters // 2, name="audio_netfv", **fv)(
         x[..., 1024:], mask=mask)

@@ -3,7 +3,7 @@
 import keras
 
 from ..layers import SoftDBoF
-from .common import DEMO_TRAINING, frame_inputs, willow_head
+from .common import DEMO_TRAINING, frame_inputs, willow_frames, willow_head
 
 
 def build(num_classes=3862, clusters=8000, audio_clusters=None, hidden=1024, max_pool=False,
@@ -20,9 +20,7 @@ def build(num_classes=3862, clusters=8000, audio_clusters=None, hidden=1024, max
     inputs, rgb, audio, mask = frame_inputs()
     bn = dict(momentum=momentum, epsilon=epsilon)
     pool = dict(max_pool=max_pool, **bn)
-    x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
-    x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
-    x = keras.layers.BatchNormalization(name="input_norm", **bn)(x, mask=mask)
+    x = willow_frames(rgb, audio, mask, bn)
     video = SoftDBoF(clusters, name="video_soft_dbof", **pool)(x[..., :1024], mask=mask)
     sound = SoftDBoF(audio_clusters or clusters // 8, name="audio_soft_dbof", **pool)(
         x[..., 1024:], mask=mask)
