@@ -14,10 +14,11 @@ from .netfv import NetFV
 from .netvlad import NetVLAD
 from .nextvlad import NeXtVLAD
 from .shifting_attention import ShiftingAttention
+from .soft_assignment import SoftAssignment
 from .soft_dbof import SoftDBoF
 from .temporal_block import TemporalBlock
 from .temporal_xception import TemporalXception
 
 __all__ = ["AttentionPooling", "ContextGating", "Dequantize", "MemberMixture", "MixtureOfExperts",
-           "NetFV", "NetVLAD", "NeXtVLAD", "ShiftingAttention", "SoftDBoF", "TemporalBlock",
-           "TemporalXception", "masked_mean", "masked_softmax"]
+           "NetFV", "NetVLAD", "NeXtVLAD", "ShiftingAttention", "SoftAssignment", "SoftDBoF",
+           "TemporalBlock", "TemporalXception", "masked_mean", "masked_softmax"]

@@ -3,12 +3,12 @@
 import keras
 from keras import ops
 
-from .masking import frame_mask
 from .netvlad import l2_normalize
+from .soft_assignment import SoftAssignment
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class NetFV(keras.layers.Layer):
+class NetFV(SoftAssignment):
     """Soft-assign each frame to K clusters, `a = softmax(BN(x W))`, and pool per cluster the
     first- and second-order statistics of a Gaussian mixture with learnable means `c_k` and
     diagonal deviations `s_k = w_k^2 + 1e-6` (WILLOW's `NetFV`):
@@ -44,42 +44,25 @@ class NetFV(keras.layers.Layer):
 
     def __init__(self, clusters, couple_weights=False, coupling_factor=0.01, batch_norm=True,
                  momentum=0.99, epsilon=1e-3, **kwargs):
-        super().__init__(**kwargs)
-        self.clusters = clusters
+        super().__init__(clusters, batch_norm, momentum, epsilon, **kwargs)
         self.couple_weights = couple_weights
         self.coupling_factor = coupling_factor
-        self.batch_norm = batch_norm
-        self.momentum = momentum
-        self.epsilon = epsilon
 
     def build(self, input_shape):
+        super().build(input_shape)
         features = input_shape[-1]
         scale = features ** -0.5
-        init = keras.initializers.RandomNormal(stddev=scale)
-        self.assign = keras.layers.Dense(self.clusters, use_bias=not self.batch_norm,
-                                         kernel_initializer=init, name="assign",
-                                         dtype=self.dtype_policy)
-        self.assign.build(input_shape)
-        self.norm = None
-        if self.batch_norm:
-            self.norm = keras.layers.BatchNormalization(
-                momentum=self.momentum, epsilon=self.epsilon, name="norm",
-                dtype=self.dtype_policy)
-            self.norm.build((*input_shape[:-1], self.clusters))
         self.deviations = self.add_weight(
             shape=(features, self.clusters), name="deviations",
             initializer=keras.initializers.RandomNormal(mean=1.0, stddev=scale))
         self.centres = None
         if not self.couple_weights:
-            self.centres = self.add_weight(shape=(features, self.clusters), initializer=init,
-                                           name="centres")
+            self.centres = self.add_weight(shape=(features, self.clusters), name="centres",
+                                           initializer=keras.initializers.RandomNormal(
+                                               stddev=scale))
 
     def call(self, inputs, mask=None, training=None):
-        weights = frame_mask(mask, inputs)
-        logits = self.assign(inputs)
-        if self.norm is not None:
-            logits = self.norm(logits, training=training, mask=mask)
-        assignment = ops.softmax(logits, axis=-1) * weights  # (B, T, K)
+        assignment = self.soft_assign(inputs, mask, training)  # (B, T, K)
         mass = ops.sum(assignment, axis=1, keepdims=True)  # (B, 1, K)
         centres = (self.coupling_factor * self.assign.kernel if self.couple_weights
                    else self.centres)
@@ -97,14 +80,9 @@ class NetFV(keras.layers.Layer):
         second = l2_normalize(ops.reshape(second, (-1, width)), axis=-1)
         return ops.concatenate([first, second], axis=-1)
 
-    def compute_mask(self, inputs, mask=None):
-        return None
-
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 2 * self.clusters * input_shape[-1])
 
     def get_config(self):
-        return super().get_config() | {
-            "clusters": self.clusters, "couple_weights": self.couple_weights,
-            "coupling_factor": self.coupling_factor, "batch_norm": self.batch_norm,
-            "momentum": self.momentum, "epsilon": self.epsilon}
+        return super().get_config() | {"couple_weights": self.couple_weights,
+                                       "coupling_factor": self.coupling_factor}

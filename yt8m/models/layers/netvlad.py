@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from .masking import frame_mask
+from .soft_assignment import SoftAssignment
 
 
 def l2_normalize(x, axis):
@@ -11,7 +11,7 @@ def l2_normalize(x, axis):
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class NetVLAD(keras.layers.Layer):
+class NetVLAD(SoftAssignment):
     """Soft-assign each frame to K clusters, `a = softmax(BN(x W))`, and sum per cluster the
     residuals to a learnable centre, `v_k = sum_t a_tk (x_t - c_k)`; then L2-normalise each
     cluster's vector (intra-normalisation), flatten and L2-normalise the whole (WILLOW's
@@ -39,36 +39,18 @@ class NetVLAD(keras.layers.Layer):
 
     def __init__(self, clusters, residuals=True, batch_norm=True, momentum=0.99, epsilon=1e-3,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.clusters = clusters
+        super().__init__(clusters, batch_norm, momentum, epsilon, **kwargs)
         self.residuals = residuals
-        self.batch_norm = batch_norm
-        self.momentum = momentum
-        self.epsilon = epsilon
 
     def build(self, input_shape):
-        features = input_shape[-1]
-        init = keras.initializers.RandomNormal(stddev=features ** -0.5)
-        self.assign = keras.layers.Dense(self.clusters, use_bias=not self.batch_norm,
-                                         kernel_initializer=init, name="assign",
-                                         dtype=self.dtype_policy)
-        self.assign.build(input_shape)
-        self.norm = None
-        if self.batch_norm:
-            self.norm = keras.layers.BatchNormalization(
-                momentum=self.momentum, epsilon=self.epsilon, name="norm",
-                dtype=self.dtype_policy)
-            self.norm.build((*input_shape[:-1], self.clusters))
+        super().build(input_shape)
         if self.residuals:
-            self.centres = self.add_weight(shape=(features, self.clusters), initializer=init,
-                                           name="centres")
+            self.centres = self.add_weight(
+                shape=(input_shape[-1], self.clusters), name="centres",
+                initializer=keras.initializers.RandomNormal(stddev=input_shape[-1] ** -0.5))
 
     def call(self, inputs, mask=None, training=None):
-        weights = frame_mask(mask, inputs)
-        logits = self.assign(inputs)
-        if self.norm is not None:
-            logits = self.norm(logits, training=training, mask=mask)
-        assignment = ops.softmax(logits, axis=-1) * weights  # (B, T, K)
+        assignment = self.soft_assign(inputs, mask, training)  # (B, T, K)
         vlad = ops.einsum("btk,btf->bfk", assignment, inputs)  # (B, F, K)
         if self.residuals:
             mass = ops.sum(assignment, axis=1, keepdims=True)  # (B, 1, K)
@@ -77,13 +59,8 @@ class NetVLAD(keras.layers.Layer):
         vlad = ops.reshape(ops.transpose(vlad, (0, 2, 1)), (-1, self.clusters * inputs.shape[-1]))
         return l2_normalize(vlad, axis=-1)
 
-    def compute_mask(self, inputs, mask=None):
-        return None
-
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.clusters * input_shape[-1])
 
     def get_config(self):
-        return super().get_config() | {
-            "clusters": self.clusters, "residuals": self.residuals,
-            "batch_norm": self.batch_norm, "momentum": self.momentum, "epsilon": self.epsilon}
+        return super().get_config() | {"residuals": self.residuals}

@@ -3,12 +3,12 @@
 import keras
 from keras import ops
 
-from .masking import frame_mask
 from .netvlad import l2_normalize
+from .soft_assignment import SoftAssignment
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
-class SoftDBoF(keras.layers.Layer):
+class SoftDBoF(SoftAssignment):
     """Soft-assign each frame to K clusters, `a = softmax(BN(x W))`, and pool the assignments
     over the frames: their sum, L2-normalised (so the average up to scale), and with `max_pool`
     also their maximum, L2-normalised and concatenated (WILLOW's `SoftDBoF` and its
@@ -36,32 +36,11 @@ class SoftDBoF(keras.layers.Layer):
 
     def __init__(self, clusters, max_pool=False, batch_norm=True, momentum=0.99, epsilon=1e-3,
                  **kwargs):
-        super().__init__(**kwargs)
-        self.clusters = clusters
+        super().__init__(clusters, batch_norm, momentum, epsilon, **kwargs)
         self.max_pool = max_pool
-        self.batch_norm = batch_norm
-        self.momentum = momentum
-        self.epsilon = epsilon
-
-    def build(self, input_shape):
-        init = keras.initializers.RandomNormal(stddev=input_shape[-1] ** -0.5)
-        self.assign = keras.layers.Dense(self.clusters, use_bias=not self.batch_norm,
-                                         kernel_initializer=init, name="assign",
-                                         dtype=self.dtype_policy)
-        self.assign.build(input_shape)
-        self.norm = None
-        if self.batch_norm:
-            self.norm = keras.layers.BatchNormalization(
-                momentum=self.momentum, epsilon=self.epsilon, name="norm",
-                dtype=self.dtype_policy)
-            self.norm.build((*input_shape[:-1], self.clusters))
 
     def call(self, inputs, mask=None, training=None):
-        weights = frame_mask(mask, inputs)
-        logits = self.assign(inputs)
-        if self.norm is not None:
-            logits = self.norm(logits, training=training, mask=mask)
-        assignment = ops.softmax(logits, axis=-1) * weights  # (B, T, K), 0 on padding
+        assignment = self.soft_assign(inputs, mask, training)  # (B, T, K), 0 on padding
         pooled = l2_normalize(ops.sum(assignment, axis=1), axis=-1)
         if not self.max_pool:
             return pooled
@@ -69,13 +48,8 @@ class SoftDBoF(keras.layers.Layer):
         peak = l2_normalize(ops.max(assignment, axis=1), axis=-1)
         return ops.concatenate([pooled, peak], axis=-1)
 
-    def compute_mask(self, inputs, mask=None):
-        return None
-
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.clusters * (2 if self.max_pool else 1))
 
     def get_config(self):
-        return super().get_config() | {
-            "clusters": self.clusters, "max_pool": self.max_pool,
-            "batch_norm": self.batch_norm, "momentum": self.momentum, "epsilon": self.epsilon}
+        return super().get_config() | {"max_pool": self.max_pool}
