@@ -264,6 +264,6 @@ def test_bench_top_k_sets_dense_members_against_compacted_ones(tiny_features, tm
     assert sum(line.startswith(("| `m` | mean |", "| `w` | weighted |"))
                for line in text.splitlines()) == 4
     ratio = next(line for line in text.splitlines() if line.startswith("| top 20 |"))
-    # 3862 x 2 bytes a video, against 20 x 4 + 2
-    assert float(ratio.split(" | ")[-1].split("x")[0]) > 20
+    # 1000 x 2 bytes a video against 20 x 4 + 2 (24x), less the files' fixed parts
+    assert float(ratio.split(" | ")[-1].split("x")[0]) > 15
     assert not list(Path("models").rglob("*topk*"))  # the workspace is not touched

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.conftest import TINY
 from yt8m import predictions
 from yt8m.cli import main
 from yt8m.errors import Yt8mError
@@ -29,6 +30,8 @@ SPEC = ("model: frame_logistic\npreset: demo\nseed: 5\n"
         "training: {epochs: 1, num_frames: 16, mixed_precision: float32}\n")
 # the float16 storage of the source's test logits: |logit| < 16 here, half a step is < 4e-3
 STORED = 2e-2
+# frame_logistic on the tiny sample: a dense layer from the 1152 features to every class
+PARAMETERS = 1152 * TINY.num_classes + TINY.num_classes
 # the exports against the folds' own float32 logits: other batches, the same float32 math
 EXACT = 1e-4
 # float16 weights, float32 math: the weights' rounding (2^-11 relative) summed over 1152 inputs
@@ -128,7 +131,7 @@ def test_the_mean_export_reproduces_the_sources_test_logits(trained, exports):
     # padded frames (mask False) change nothing
     np.testing.assert_allclose(logits["mean/padded"], got, rtol=0, atol=1e-5)
     record = records["mean"]
-    assert record["parameters"] == 5 * (1152 * 3862 + 3862)
+    assert record["parameters"] == 5 * PARAMETERS
     assert record["which"] == "mean" and record["dtype"] == "float32"
     assert record["config_hash"] == metrics["config_hash"]
     assert Path(record["path"]) == trained / "export" / "mean-float32.keras"
@@ -149,7 +152,7 @@ def test_a_fold_export_is_that_folds_model(trained, exports):
     np.testing.assert_allclose(logits["fold2/padded"], logits["fold2"], rtol=0, atol=1e-5)
     record = records["fold2"]
     assert Path(record["path"]).name == "fold_2-float32.keras"
-    assert record["parameters"] == 1152 * 3862 + 3862 and record["saved_model"] is None
+    assert record["parameters"] == PARAMETERS and record["saved_model"] is None
     assert record["members"] == [str(trained / "fold_2" / "best.weights.h5")]
 
 
@@ -227,7 +230,7 @@ def test_an_existing_export_needs_force(trained, tmp_path, capsys):
     assert main(args) == 0
     line = capsys.readouterr().out.strip()
     size = os.path.getsize(out)
-    assert line == (f"wrote {out} ({size / 1e6:,.1f} MB, {1152 * 3862 + 3862:,} parameters, "
+    assert line == (f"wrote {out} ({size / 1e6:,.1f} MB, {PARAMETERS:,} parameters, "
                     f"within the 1 GB limit)")
     first = out.stat().st_mtime_ns
     assert main(args) == 2

@@ -25,7 +25,7 @@ def _videos(path):
 def test_cache_holds_exactly_what_the_shards_hold(tiny_input, tiny_features):
     cache = FeatureCache(tiny_features)
     manifest = cache.manifest
-    assert manifest["version"] == "2018" and manifest["num_classes"] == 3862
+    assert manifest["version"] == "2018" and manifest["num_classes"] == TINY.num_classes
     assert len(cache) == 6 * TINY.videos_per_shard
     assert list(cache.shard_names) == ["train0000", "train0001", "train0002", "train0003",
                                        "validate0000", "test0000"]
@@ -40,7 +40,8 @@ def test_cache_holds_exactly_what_the_shards_hold(tiny_input, tiny_features):
         np.testing.assert_allclose(cache.means([row])[0], expected_mean, atol=1e-5)
     assert [list(x) for x in cache.label_lists(rows)] == [list(v.labels) for v in videos]
     hot = cache.multi_hot(rows[:3])
-    assert hot.shape == (3, 3862) and hot.sum() == sum(len(v.labels) for v in videos[:3])
+    assert hot.shape == (3, TINY.num_classes)
+    assert hot.sum() == sum(len(v.labels) for v in videos[:3])
     test_rows = cache.rows("test")
     assert np.diff(cache.label_offsets)[test_rows].sum() == 0
 

@@ -38,13 +38,13 @@ def test_layout_vocabulary_and_answer_key(tiny_input, tiny_features):
                      "train0002.tfrecord", "train0003.tfrecord", "validate0000.tfrecord"]
     vocab = pd.read_csv(tiny_input / "vocabulary.csv")
     assert tuple(vocab.columns) == VOCABULARY_COLUMNS
-    assert list(vocab["Index"]) == list(range(3862))
+    assert list(vocab["Index"]) == list(range(TINY.num_classes)) and TINY.num_classes == 1000
     assert set(vocab["Vertical1"]) == set(VERTICALS)
     assert vocab["KnowledgeGraphId"].str.match(r"^/m/0[0-9a-z]{5}$").all()
     cache = FeatureCache(tiny_features)
     train = cache.rows("train")
-    counts = np.bincount(cache.labels_flat[cache.label_offsets[train[0]]:
-                                           cache.label_offsets[train[-1] + 1]], minlength=3862)
+    labels = cache.labels_flat[cache.label_offsets[train[0]]:cache.label_offsets[train[-1] + 1]]
+    counts = np.bincount(labels, minlength=TINY.num_classes)
     assert (vocab["TrainVideoCount"].to_numpy() == counts).all()
     solution = pd.read_csv(tiny_input / "solution.csv", dtype=str)
     assert list(solution["VideoId"]) == list(cache.ids[cache.rows("test")])
@@ -86,7 +86,7 @@ def test_statistics_look_like_youtube8m(learnable):
     assert 2.6 < per_video.mean() < 3.4 and per_video.min() >= 1 and per_video.max() <= 9
     frames = cache.num_frames[rows]
     assert frames.min() >= 60 and frames.max() <= 150 and frames.std() > 20
-    freq = np.bincount(cache.labels_flat, minlength=3862)
+    freq = np.bincount(cache.labels_flat, minlength=LEARNABLE.num_classes)
     # Zipf-like: frequency falls with the class id, over orders of magnitude.
     assert freq[:10].sum() > 5 * freq[100:110].sum() > 0
     assert (freq > 0).sum() > 300

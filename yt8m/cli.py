@@ -8,14 +8,16 @@ from pathlib import Path
 from yt8m import __version__
 from yt8m.errors import Yt8mError
 
+# `yt8m sample` options, each a field of SampleSpec
+SAMPLE_OPTIONS = ("seed", "version", "num_classes", "train_shards", "validate_shards",
+                  "test_shards", "videos_per_shard", "min_frames", "max_frames")
+
 
 def _sample(args):
     from yt8m.input.sample import SampleSpec, generate
 
-    spec = SampleSpec(seed=args.seed, version=args.version, num_classes=args.num_classes,
-                      train_shards=args.train_shards, validate_shards=args.validate_shards,
-                      test_shards=args.test_shards, videos_per_shard=args.videos_per_shard,
-                      min_frames=args.min_frames, max_frames=args.max_frames)
+    spec = SampleSpec(**{name: getattr(args, name) for name in SAMPLE_OPTIONS
+                         if hasattr(args, name)})
     result = generate(args.output, spec, force=args.force, progress=not args.quiet)
     shards = sum(f.endswith(".tfrecord") for f in result["files"])
     if result["written"]:
@@ -482,18 +484,14 @@ def build_parser():
     p = command("sample", _sample, "generate the built-in sample competition into input/",
                 "Write a small, learnable YouTube-8M competition in the real format: frame-level "
                 "train/validate/test shards, vocabulary.csv and the test answer key. "
-                "Deterministic from --seed; a no-op when input/ already holds the same sample.")
+                "Deterministic from --seed; a no-op when input/ already holds the same sample. "
+                "Unset options keep the sample's defaults: seed 2018, 1,000 classes, 8 train, 2 "
+                "validate and 2 test shards of 200 videos of 60-300 frames.")
     p.add_argument("--output", default="input", help="folder to write into")
-    p.add_argument("--seed", type=int, default=2018)
-    p.add_argument("--version", default="2018", choices=["2017", "2018", "2019"],
-                   help="dataset version whose record keys to use")
-    p.add_argument("--num-classes", type=int, default=3862)
-    p.add_argument("--train-shards", type=int, default=8)
-    p.add_argument("--validate-shards", type=int, default=2)
-    p.add_argument("--test-shards", type=int, default=2)
-    p.add_argument("--videos-per-shard", type=int, default=200)
-    p.add_argument("--min-frames", type=int, default=60)
-    p.add_argument("--max-frames", type=int, default=300)
+    for name in SAMPLE_OPTIONS:  # unset: SampleSpec's default
+        extra = dict(choices=["2017", "2018", "2019"], help="dataset version whose record keys "
+                     "to use") if name == "version" else dict(type=int)
+        p.add_argument("--" + name.replace("_", "-"), default=argparse.SUPPRESS, **extra)
     p.add_argument("--force", action="store_true", help="regenerate even if present")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
