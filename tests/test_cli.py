@@ -48,6 +48,16 @@ def test_sample_features_info_from_the_command_line(tmp_path, capsys):
     assert "9 videos in 3 shards" in out and "folds: 2 (videos per fold: 3, 3)" in out
 
 
+def test_progress_bars_are_drawn_on_a_terminal_only(tmp_path):
+    """Into a pipe (a log file, CI), a stage prints its result lines and no bar redraws."""
+    sample = [str(ROOT / ".venv" / "bin" / "yt8m"), "sample", "--train-shards", "2",
+              "--validate-shards", "0", "--test-shards", "0", "--videos-per-shard", "2",
+              "--max-frames", "60", "--num-classes", "30", "--output"]
+    run = subprocess.run([*sample, str(tmp_path / "in")], capture_output=True, text=True)
+    assert run.returncode == 0 and "wrote the sample competition" in run.stdout
+    assert "shard/s" not in run.stderr and "\r" not in run.stderr, run.stderr
+
+
 def test_make_help_documents_the_targets():
     out = subprocess.run(["make", "-s", "help"], cwd=ROOT, capture_output=True, text=True,
                          check=True).stdout

@@ -27,6 +27,7 @@ from ..errors import Yt8mError
 from ..fileio import write_json
 from ..metrics import Evaluator
 from ..models.training import MultiLabelLoss
+from ..progress import fit_verbosity
 from .streaming import chunks, row_index
 
 # The stacker's settings (the spec's `stacker:` mapping overrides any of them). On the sample
@@ -227,7 +228,7 @@ def fit_stackers(out, spec, members_oof, members_test, cache, oof_rows, test_row
         started = time.perf_counter()
         batches = MemberBatches(members_oof, train_rows, options["batch_size"], labels,
                                 means[0], shuffle=True, seed=seed)
-        history = model.fit(batches, epochs=options["epochs"], verbose=1 if progress else 0)
+        history = model.fit(batches, epochs=options["epochs"], verbose=fit_verbosity(progress))
         loss = history.history["loss"][-1]
         if not np.isfinite(loss):
             raise Yt8mError(f"the stacker of fold {k} diverged (loss {loss}); lower "

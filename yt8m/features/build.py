@@ -190,7 +190,7 @@ def build_features(input_dir="input", features_dir="features", level="frame", wo
 
 def _build(input_dir, features_dir, level, shards, workers, num_folds, fold_splits, max_frames,
            skip_corrupt, progress):
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     cache_dir = features_dir / level
     deleted = {s: read_meta(cache_dir / s.stem) for s in shards if not s.exists()}
@@ -210,7 +210,7 @@ def _build(input_dir, features_dir, level, shards, workers, num_folds, fold_spli
             if not is_current(cache_dir / s.stem, s, params)]
     errors = []
     started = time.perf_counter()
-    bar = tqdm(total=len(todo), desc=f"features/{level}", unit="shard", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"features/{level}", unit="shard", progress=progress)
     if workers <= 1 or len(todo) <= 1:
         results = map(convert_task, todo)
         pool = None

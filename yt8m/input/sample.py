@@ -254,7 +254,7 @@ def generate(output, spec=None, force=False, progress=True):
     it is; one that holds shards the generator did not write is refused, so real data is never
     mixed with (or overwritten by) generated data.
     """
-    from tqdm import tqdm
+    from yt8m.progress import progress_bar
 
     spec = spec or SampleSpec()
     spec.check()
@@ -285,7 +285,7 @@ def generate(output, spec=None, force=False, progress=True):
     train_counts = np.zeros(spec.num_classes, np.int64)
     solution = []
     shards = [(s, i) for s in SPLITS for i in range(spec.shard_counts()[s])]
-    bar = tqdm(shards, desc="sample shards", unit="shard", disable=not progress)
+    bar = progress_bar(shards, desc="sample shards", unit="shard", progress=progress)
     for split, index in bar:
         rng = np.random.default_rng([spec.seed, 2, SPLITS.index(split), index])
         videos = []

@@ -65,11 +65,12 @@ def _check(clip, min_frames):
 def scan(clips, min_frames, skip_bad=False, workers=4, progress=False, what="videos"):
     """(usable clips, [(path, problem)] of the skipped ones). Without `skip_bad` the first bad
     video is a `VideoError` naming the file and the problem."""
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     with ThreadPoolExecutor(workers) as pool:
-        problems = list(tqdm(pool.map(lambda c: _check(c, min_frames), clips), total=len(clips),
-                             desc=f"checking {what}", unit="video", disable=not progress))
+        checks = pool.map(lambda c: _check(c, min_frames), clips)
+        problems = list(progress_bar(checks, total=len(clips), desc=f"checking {what}",
+                                     unit="video", progress=progress))
     bad = [(clip.path, problem) for clip, problem in zip(clips, problems) if problem]
     if bad and not skip_bad:
         more = f" ({len(bad) - 1} more bad {what})" if len(bad) > 1 else ""
@@ -152,7 +153,7 @@ def predict_videos(model, clips, sampling, clips_per_video=1, batch_size=8, work
     """Softmax scores `(videos, clips_per_video, classes)` of every clip of every video, decoded
     by `workers` threads in order (a bounded look-ahead keeps memory flat); `batch_size` videos
     per forward pass."""
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     scores = []
     pending = []
@@ -167,8 +168,8 @@ def predict_videos(model, clips, sampling, clips_per_video=1, batch_size=8, work
         window = max(2 * workers, batch_size)
         futures = [pool.submit(video_clips, c.path, sampling, clips_per_video)
                    for c in clips[:window]]
-        for i in tqdm(range(len(clips)), desc=f"predicting {what}", unit="video",
-                      disable=not progress):
+        for i in progress_bar(range(len(clips)), desc=f"predicting {what}", unit="video",
+                              progress=progress):
             if i + window < len(clips):
                 futures.append(pool.submit(video_clips, clips[i + window].path, sampling,
                                            clips_per_video))

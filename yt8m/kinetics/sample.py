@@ -90,7 +90,7 @@ def render(label, spec, rng):
 
 def generate(root, spec=VideoSampleSpec(), progress=True):
     """Write the sample video competition into `root` (a no-op when the same one is there)."""
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     root = Path(root)
     stamp = root / "sample.json"
@@ -103,7 +103,7 @@ def generate(root, spec=VideoSampleSpec(), progress=True):
               "test": spec.test_per_class}
     jobs = [(split, label) for split, count in counts.items() for label in CLASSES
             for _ in range(count)]
-    for split, label in tqdm(jobs, desc="sample videos", unit="video", disable=not progress):
+    for split, label in progress_bar(jobs, desc="sample videos", unit="video", progress=progress):
         youtube_id = "".join(rng.choice(ID_CHARACTERS, 11))
         start = int(rng.integers(0, 300))
         row = {"label": label, "youtube_id": youtube_id, "time_start": start,

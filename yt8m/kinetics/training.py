@@ -38,6 +38,7 @@ from ..models.checkpoints import EpochCheckpoint, require_optimizer_built
 from ..models.oof import NanGuard, is_out_of_memory, log
 from ..models.training import dtype_policy
 from ..predictions import source_metrics
+from ..progress import fit_verbosity
 from .dataset import class_names, read_split
 from .loader import ClipSampling, TrainingClips, predict_videos, scan
 from .spec import load_video_spec
@@ -210,7 +211,7 @@ def _train(spec, spec_path, out, arch, settings, splits, fingerprint, skip, prog
                                                      profile_batch=0))
     try:
         model.fit(batches, epochs=settings["epochs"], initial_epoch=initial_epoch,
-                  shuffle=False, callbacks=callbacks, verbose=2 if progress else 0)
+                  shuffle=False, callbacks=callbacks, verbose=fit_verbosity(progress))
     except Exception as e:
         if not is_out_of_memory(e):
             raise

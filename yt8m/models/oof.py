@@ -233,6 +233,7 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     In a cluster (see the module), every process trains; the chief alone also predicts and
     writes, and returns the record; the others return None.
     """
+    from ..progress import fit_verbosity
     from .callbacks import GapEvaluation
     from .checkpoints import EpochCheckpoint
     from .training import CacheBatches
@@ -275,7 +276,7 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
             # shuffle=False: the loader's own order is a function of (seed, epoch); Keras'
             # batch shuffle draws from the global `random` state, which a resume cannot restore
             model.fit(data, epochs=training["epochs"], initial_epoch=initial_epoch,
-                      shuffle=False, verbose=1 if progress and chief else 0,
+                      shuffle=False, verbose=fit_verbosity(progress and chief),
                       callbacks=callbacks)
         except Exception as e:
             if not is_out_of_memory(e):
@@ -358,6 +359,7 @@ def train_refit(spec, out, cache, models, progress=False):
     In a cluster the chief reads the folds' records (and an earlier refit's) and tells the
     others; every process trains; the chief alone predicts and writes (the others return
     (None, trained now))."""
+    from ..progress import fit_verbosity
     from .checkpoints import EpochCheckpoint
 
     folder, chief = out / "refit", _is_chief()
@@ -383,7 +385,7 @@ def train_refit(spec, out, cache, models, progress=False):
     guard, start = NanGuard(), time.perf_counter()
     if not checkpoint.finished(epochs):
         model.fit(data, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,
-                  verbose=1 if progress and chief else 0, callbacks=[guard, checkpoint])
+                  verbose=fit_verbosity(progress and chief), callbacks=[guard, checkpoint])
     seconds = time.perf_counter() - start
     if guard.where is not None:
         checkpoint.clear()

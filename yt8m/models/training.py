@@ -224,11 +224,11 @@ def predict_logits(model, batches, out=None, evaluator=None, progress=False):
     batch by batch into `out` (e.g. a memory-mapped file: memory stays that of a batch).
     `evaluator`: an `Evaluator` also updated with each batch and its labels. `progress`: a
     progress bar over the batches (`tqdm`, on stderr)."""
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     size = batches.loader.batch_size if isinstance(batches, CacheBatches) else None
     parts, row = [], 0
-    for x, labels in tqdm(batches, total=len(batches), disable=not progress, unit="batch",
+    for x, labels in progress_bar(batches, total=len(batches), progress=progress, unit="batch",
                           leave=False):
         logits = np.asarray(predict_padded(model, x, size), np.float32)
         if evaluator is not None:
