@@ -174,9 +174,6 @@ def test_reverse_whitening_scales_rgb_by_the_eigenvalues(tmp_path):
         set_reverse_whitening(model, tmp_path / "short.npy")
 
 
-UNSHIPPED_DEMOS = {"netfv", "soft_dbof", "gated_netrvlad", "lstm", "gru"}
-
-
 def test_shipped_specs_are_valid_demo_specs():
     from pathlib import Path
 
@@ -188,9 +185,7 @@ def test_shipped_specs_are_valid_demo_specs():
     assert [p.stem for p in students] == ["distill_video_moe"]  # a zoo model with a teacher
     assert load_spec(students[0]).model == "video_moe"
     specs = [p for p in every if p not in videos and p not in students]
-    # the families whose demo presets do not yet beat the baseline on the sample ship no demo
-    # spec (models/paper/ has them); a spec names them with model: and preset: demo
-    assert {p.stem for p in specs} == set(PAPER_PARAMETERS) - UNSHIPPED_DEMOS
+    assert {p.stem for p in specs} == set(PAPER_PARAMETERS)
     for path in specs:
         spec = load_spec(path)
         assert spec.model == path.stem and spec.preset == "demo"

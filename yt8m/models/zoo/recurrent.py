@@ -3,23 +3,43 @@
 import keras
 
 from ..layers import MixtureOfExperts
-from .common import DEMO_TRAINING, frame_inputs, logits_from_probabilities
+from .common import DEMO_TRAINING, frame_inputs, logits_from_probabilities, willow_frames
 
 CELLS = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
 STATES = ("last", "all")
 
 
-def _build(cell, name, num_classes, units, layers, state, num_mixtures, moe_l2, dropout):
+@keras.saving.register_keras_serializable(package="yt8m")
+class GruGateBias(keras.initializers.Initializer):
+    """TF1 `GRUCell`'s start: the update and reset gates' biases at 1, the candidate's at 0
+    (Keras' GRU starts all at 0: an update gate of 0.5 halves the state at every frame, where
+    TF1's 0.73 carries a key segment's evidence to the video's end). Keras orders the bias
+    (update, reset, candidate)."""
+
+    def __call__(self, shape, dtype=None):
+        gates = 2 * (shape[-1] // 3)
+        return keras.ops.concatenate([keras.ops.ones((gates,), dtype),
+                                      keras.ops.zeros((shape[-1] - gates,), dtype)])
+
+    def get_config(self):
+        return {}
+
+
+def _build(cell, name, num_classes, units, layers, state, num_mixtures, moe_l2, dropout,
+           input_norm):
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
     if state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}, not {state!r}")
     inputs, rgb, audio, mask = frame_inputs()
-    x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
-    x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
+    if input_norm:
+        x = willow_frames(rgb, audio, mask, dict(momentum=0.9, epsilon=1e-3))
+    else:
+        x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
+        x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
     # TF1's GRUCell applies the reset gate before its matrix product: Keras' reset_after=False,
     # which also keeps one bias per gate (the reference's shapes).
-    options = {"gru": dict(reset_after=False)}.get(cell, {})
+    options = {"gru": dict(reset_after=False, bias_initializer=GruGateBias())}.get(cell, {})
     states = []
     for i in range(layers):
         # masked steps carry the state on: each layer's final state is its last real frame's
@@ -36,25 +56,28 @@ def _build(cell, name, num_classes, units, layers, state, num_mixtures, moe_l2, 
 
 
 def build_lstm(num_classes=3862, units=1024, layers=2, state="last", num_mixtures=2,
-               moe_l2=1e-8, dropout=0.0):
+               moe_l2=1e-8, dropout=0.0, input_norm=False):
     """Each frame L2-normalised, `layers` stacked LSTMs of `units` cells over the real frames,
     and the last layer's final output into a mixture of experts (the starter code's `LstmModel`,
     `state[-1].h`). `state="all"` feeds every layer's final (c, h) instead, as WILLOW's copy
     (`state_is_tuple=False`) did. Keras' `unit_forget_bias` starts the forget gates' bias at 1,
     where TF1's `BasicLSTMCell` adds a constant 1 (`forget_bias=1.0`) to a zero bias.
-    `dropout > 0` drops the state's units before the mixture."""
+    `dropout > 0` drops the state's units before the mixture. `input_norm` adds a BatchNorm of
+    the real frames after the L2 normalisation (WILLOW's pooling models have it, its recurrent
+    ones do not): unit-scale inputs open the gates to the frames from the first step."""
     return _build("lstm", "lstm", num_classes, units, layers, state, num_mixtures, moe_l2,
-                  dropout)
+                  dropout, input_norm)
 
 
 def build_gru(num_classes=3862, units=1200, layers=2, state="all", num_mixtures=2, moe_l2=1e-6,
-              dropout=0.0):
+              dropout=0.0, input_norm=False):
     """Each frame L2-normalised, `layers` stacked GRUs of `units` cells over the real frames, and
     every layer's final state, concatenated, into a mixture of experts (WILLOW's `GruModel`:
     `MultiRNNCell(state_is_tuple=False)`, 2 layers of 1200 as its README trains it).
-    `state="last"` feeds the last layer's only. TF1's `GRUCell` starts its gate biases at 1,
-    Keras' at 0. `dropout`: see `build_lstm`."""
-    return _build("gru", "gru", num_classes, units, layers, state, num_mixtures, moe_l2, dropout)
+    `state="last"` feeds the last layer's only. The gate biases start at 1, as TF1's `GRUCell`
+    starts them (`GruGateBias`). `dropout`, `input_norm`: see `build_lstm`."""
+    return _build("gru", "gru", num_classes, units, layers, state, num_mixtures, moe_l2, dropout,
+                  input_norm)
 
 
 # The starter code's train.py defaults: Adam 1e-2 on batches of 1024, 5 epochs, gradient norm
@@ -68,11 +91,11 @@ RNN_DEMO_TRAINING = dict(DEMO_TRAINING, mixed_precision="float32")
 
 MODELS = {
     "lstm": dict(builder=build_lstm,
-                 presets={"paper": {}, "demo": dict(units=128, layers=1)},
+                 presets={"paper": {}, "demo": dict(units=128, layers=1, input_norm=True)},
                  training={"paper": STARTER_TRAINING, "demo": RNN_DEMO_TRAINING},
                  reference="starter code LstmModel"),
     "gru": dict(builder=build_gru,
-                presets={"paper": {}, "demo": dict(units=128, layers=1)},
+                presets={"paper": {}, "demo": dict(units=128, layers=1, input_norm=True)},
                 # The README: Adam 2e-4 on batches of 128, x0.9 every 4M examples, every frame,
                 # 300k steps: about 8 epochs of the 2017 training set's 4.9M videos.
                 training={"paper": dict(STARTER_TRAINING, learning_rate=2e-4, batch_size=128,
