@@ -27,6 +27,7 @@ def trained(tiny_input, tiny_features, tmp_path_factory):
     new_input.mkdir(parents=True)
     shutil.copy(next((tiny_input / "frame").glob("test*.tfrecord")),
                 new_input / "test0099.tfrecord")
+    shutil.copy(tiny_input / "vocabulary.csv", root / "new_input")  # the sample's class count
     build_features(root / "new_input", root / "new_features", workers=1, progress=False)
     return root
 
