@@ -61,7 +61,7 @@ def classifier(x, num_classes, l2=0.0, name="logits"):
 # minutes on two CPU cores (see `yt8m.models.training`); some models override a value.
 # mixed_precision "auto": bfloat16 math where the CPU (AVX512-BF16, AMX) or an accelerator does it
 # natively, about twice as fast here; float32 elsewhere.
-DEMO_TRAINING = dict(optimizer="adam", learning_rate=5e-3, batch_size=64, epochs=4, num_frames=16,
+DEMO_TRAINING = dict(optimizer="adam", learning_rate=5e-3, batch_size=64, epochs=3, num_frames=12,
                      mixed_precision="auto",
                      sampling="segments", loss_reduction="sum_over_classes", prior_bias=True)
 
