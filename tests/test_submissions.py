@@ -1,6 +1,7 @@
 import gzip
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,18 @@ def competition(tiny_input, tiny_features, tmp_path, monkeypatch):
     predictions.save("models/worse", "test", cache.ids[rows], logits * 0)
     (tmp_path / "models/worse/metrics.json").write_text(json.dumps({"oof": {"gap": 0.2}}))
     return cache, logits.astype(np.float32), truth
+
+
+def test_a_distilled_student_is_chosen_only_when_nothing_else_is_there(competition):
+    from yt8m.submissions.build import choose_source
+
+    cache, logits, _ = competition
+    predictions.save("models/student", "test", cache.ids[cache.rows("test")], logits)
+    Path("models/student/metrics.json").write_text(json.dumps(
+        {"oof": {"gap": 0.9}, "teacher": {"source": "ensembles/stack"}}))  # flattered
+    assert choose_source() == Path("models/good")
+    shutil.rmtree("models/good"), shutil.rmtree("models/worse")
+    assert choose_source() == Path("models/student")
 
 
 def test_write_submission_end_to_end(competition, capsys):

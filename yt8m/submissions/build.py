@@ -162,7 +162,11 @@ def existing_submission(path, meta_path, source, predictions_path, force=False):
 
 
 def choose_source(source=None, roots=("ensembles", "models")):
-    """The source folder: the one given, else the best by OOF GAP among those with test logits."""
+    """The source folder: the one given, else the best by OOF GAP among those with test logits.
+
+    A distilled student's OOF score flatters it (its teacher's OOF rows of the other folds come
+    from models that saw the held-out fold's labels), so a student is chosen only when no other
+    source has test logits; name it with `source` to submit it anyway."""
     if source:
         return Path(source)
     found = predictions.find_sources(roots)
@@ -170,7 +174,8 @@ def choose_source(source=None, roots=("ensembles", "models")):
         raise Yt8mError(
             f"no test predictions under {' or '.join(r + '/' for r in roots)}; train a model "
             f"(make train-all) or blend one (make ensemble) first, or name a folder with SRC=")
-    return found[0][0]
+    comparable = [item for item in found if not item[1].get("teacher")]
+    return (comparable or found)[0][0]
 
 
 def write_submission(source=None, output="submissions", sub_id=None, features="features",
