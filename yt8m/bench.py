@@ -15,7 +15,11 @@ two scores tie (where both implementations are defined to agree exactly):
 - `yt8m.heap_metrics` (one video and one pair at a time, Python heaps per class) against
   `yt8m.metrics.Evaluator` on the same videos, GAP@20 and mAP;
 - the streaming `Evaluator` alone on a million videos (float32 batches of 10,000, fed in turn),
-  with the memory its kept top-20 triplets take.
+  with the memory its kept top-20 triplets take;
+- `Evaluator` (update with label-id lists, then result: all four metrics) against one NumPy
+  pass over the same float32 matrix (`scores.max(axis=1)`), 100,000 videos (10,000 with
+  `--quick`), timed in turn in one run, as the ratio of their medians: on uniform scores, and
+  on logits whose level differs from video to video as a model's do.
 
 Raw video: Kinetics-sized H.264 videos (340 x 256, 25 fps) written with the sample's renderer;
 StNet training batches (the paper's sampling: 7 segments x 5 frames, short side 256, 224 crops),
@@ -91,6 +95,53 @@ def _yt8m_decode(files):
     return count
 
 
+def _pass_ratio_scores(kind, videos, classes, labels, rng):
+    """float32 scores: uniform, or logits with a level per video (labels' classes raised)."""
+    if kind == "uniform":
+        return rng.random((videos, classes), dtype=np.float32)
+    scores = rng.normal(-7.0, 1.5, (videos, classes)).astype(np.float32)
+    scores += rng.normal(0.0, 1.5, (videos, 1)).astype(np.float32)
+    for row, ids in enumerate(labels):
+        scores[row, ids] += 5.0
+    return scores
+
+
+def _pass_ratio(scores, labels, repeats, from_logits):
+    """Median seconds of `Evaluator` (update + result) and of one `scores.max(axis=1)` pass,
+    timed in turn so that both see the same machine load."""
+    from yt8m.metrics import Evaluator
+
+    def score():
+        evaluator = Evaluator(scores.shape[1], from_logits=from_logits)
+        evaluator.update(scores, labels)
+        return evaluator.result()
+
+    score()  # warm-up
+    passes, scorings = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        scores.max(axis=1)
+        passes.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        score()
+        scorings.append(time.perf_counter() - start)
+    return statistics.median(scorings), statistics.median(passes)
+
+
+def _pass_ratio_rows(quick, classes, rng):
+    videos, repeats = (10_000, 3) if quick else (100_000, 7)
+    labels = [rng.choice(classes, size=rng.integers(1, 6), replace=False) for _ in range(videos)]
+    rows = []
+    for kind, name in (("uniform", "uniform [0, 1)"),
+                       ("levels", "logits, a level per video")):
+        scores = _pass_ratio_scores(kind, videos, classes, labels, rng)
+        ours, one_pass = _pass_ratio(scores, labels, repeats, from_logits=kind != "uniform")
+        rows.append(f"| {name} | {videos:,} x {classes} | {ours:.3f} | {one_pass:.3f} | "
+                    f"{ours / one_pass:.1f}x |")
+        del scores
+    return repeats, rows
+
+
 def _scoring_section(quick, repeats):
     from yt8m.heap_metrics import heap_gap_and_map
     from yt8m.metrics import Evaluator
@@ -127,6 +178,7 @@ def _scoring_section(quick, repeats):
     stream_seconds = _median_time(stream, 1)
     heap_rate_ratio = (streamed / stream_seconds) / (videos / heap_seconds)
     kept = evaluator.kept_bytes
+    pass_repeats, pass_rows = _pass_ratio_rows(quick, classes, rng)
     return [
         "# Scoring benchmark (GAP@20, Hit@1, PERR, mAP)",
         "",
@@ -147,6 +199,14 @@ def _scoring_section(quick, repeats):
         f"Memory kept by the streaming accumulator after {streamed:,} videos: "
         f"{kept / 1e6:,.0f} MB (top-20 triplets; a dense score matrix would take "
         f"{streamed * classes * 4 / 1e9:,.1f} GB).",
+        "",
+        "`Evaluator` (update with 1-5 label ids per video as lists, then result) against one "
+        "NumPy pass over the same float32 matrix (`scores.max(axis=1)`), timed in turn; "
+        f"medians of {pass_repeats}.",
+        "",
+        "| float32 scores | videos x classes | Evaluator s | one pass s | ratio |",
+        "|---|---|---:|---:|---:|",
+        *pass_rows,
         "",
     ]
 

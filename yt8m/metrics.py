@@ -25,28 +25,40 @@ Two details are pinned down where the starter code leaves them to chance or to f
 `Evaluator` keeps only the top-k triplets (O(videos x k) memory), so a million videos can be
 scored in batches; `gap`, `mean_ap`, `hit_at_one`, `perr` and `evaluate` are one-shot wrappers.
 
-**Memory.** A kept triplet takes 7 bytes: its score in the dtype `update` scored it in
-(float32; float64, 4 bytes more, for float64 input and in `update_top_k`), its class as uint16
-(int32 past 65,536 classes) and its hit as a bool. The metrics depend on the scores only
-through their order and their ties, and both are those of the input, so nothing is rounded.
-`result()` sorts the triplets through one 8-byte key each (an argsort for float64 scores),
-groups them by class with a counting sort done a chunk at a time and sums precisions a chunk
-at a time, so its peak is about twice the kept triplets (1M videos x top 20: 140 MB kept,
-0.30 GB peak, where full-length float64 and int64 work arrays took 3.5 GB). Below one chunk of
-triplets the sums are bit for bit those of a single pass; above, only the order of float64
-additions changes (about 1e-16).
-"""
+**Speed.** NumPy has no fast per-row selection: a per-row partition, sort or threshold costs
+several passes over the scores. `update` instead compares a chunk of videos with a single
+threshold, a low quantile of the previous chunk's max(k, L)-th best scores: one pass, after
+which every video with at least max(k, L) scores not below the threshold has all its
+candidates (every class at or above its max(k, L)-th best score). The few others (about
+`_THRESHOLD_QUANTILE` of them) get theirs from a partition. The threshold decides how much work
+is done, never the result. A chunk's candidates are then sorted through one integer key each
+(video, score, class, hit), and the true labels are looked up from the labels' side, a few per
+video. `result()` looks only at the true triplets: the others add nothing to a sum, they only
+count in the ranks of the true ones, which sorts of one integer key per kept triplet give.
 
-import os
-from concurrent.futures import ThreadPoolExecutor
+**Memory.** A kept triplet takes 7 bytes: its score as a uint32 key that orders and ties exactly
+as the float32 scores do (a float64 score, 4 bytes more, for float64 input and in
+`update_top_k`), its class as uint16 (int32 past 65,536 classes) and its hit as a bool. The
+metrics depend on the scores only through their order and their ties, and both are those of the
+input, so nothing is rounded. `update` holds one chunk at a time: a float32 copy of it for other
+dtypes, a byte per score of `_SCAN_ROWS` videos, a bit per score, and the chunk's candidates.
+`result()` adds at most 13 bytes per kept triplet (1M videos x top 20: 140 MB kept, 0.26 GB
+more) and expands runs of tied scores `_CHUNK_ITEMS` items at a time.
+"""
 
 import numpy as np
 
 from .errors import Yt8mError
 
 METRIC_NAMES = ("gap", "hit_at_one", "perr", "map")
-_CHUNK_ROWS = 4096
-_CHUNK_ITEMS = 1 << 17  # triplets per chunk in `result()`: about 15 MB of float64 work arrays
+_CHUNK_ROWS = 4096  # videos ranked at a time: 63 MB of float32 scores at 3862 classes
+_SCAN_ROWS = 256  # videos compared with the threshold at a time (a multiple of 64)
+_SAMPLE_ROWS = 32  # videos whose exact candidates set the first chunk's threshold
+_THRESHOLD_QUANTILE = 1 / 512  # share of a chunk's videos expected below the next threshold
+_MOST_TAKEN = 2.0  # candidates per needed class beyond which videos get thresholds of their own
+_BLOCKS = 3  # blocks per needed class, at least, for the per-video thresholds
+_CHUNK_ITEMS = 1 << 17  # tied items expanded at a time in `result()`
+_U64 = np.uint64
 
 
 class Evaluator:
@@ -76,10 +88,9 @@ class Evaluator:
 
     def reset(self):
         self._scores, self._classes, self._hits = [], [], []
-        self._sorted = True  # the kept parts are one part sorted by score (or none)
         self._positives = np.zeros(self.num_classes, np.int64)
         self._videos = 0
-        self._hit1 = 0.0
+        self._hit1 = 0
         self._perr = 0.0
 
     @property
@@ -102,9 +113,9 @@ class Evaluator:
                 )
         else:
             offsets, flat = label_csr(labels, len(predictions), self.num_classes)
-        def candidates(start):
-            stop = min(start + _CHUNK_ROWS, len(predictions))
-            chunk = _as_scores(predictions[start:stop], start)
+        scan = _Scan(self.num_classes)
+        for start in range(0, len(predictions), scan.rows):
+            stop = min(start + scan.rows, len(predictions))
             if dense:
                 sub_offsets, sub_flat = label_csr(
                     labels[start:stop], stop - start, self.num_classes
@@ -112,17 +123,8 @@ class Evaluator:
             else:
                 sub_offsets = offsets[start : stop + 1] - offsets[start]
                 sub_flat = flat[offsets[start] : offsets[stop]]
-            m = min(self.num_classes, max(self.top_k, int(np.diff(sub_offsets).max(initial=0))))
-            return (*top_candidates(chunk, m), sub_offsets, sub_flat)
-
-        starts = range(0, len(predictions), _CHUNK_ROWS)
-        if len(starts) > 1:  # NumPy releases the GIL in the heavy passes
-            with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
-                for parts in pool.map(candidates, starts):
-                    self._add(*parts)
-        else:
-            for start in starts:
-                self._add(*candidates(start))
+            chunk = _Chunk(predictions[start:stop], sub_offsets, sub_flat, self.top_k)
+            self._add_ranked(scan.rank(chunk, start), chunk)
 
     def update_top_k(self, classes, scores, labels):
         """Add a batch given only each video's listed (class, score) pairs, as in a submission.
@@ -144,37 +146,58 @@ class Evaluator:
         self._add(scores, classes, offsets, flat)
 
     def _add(self, scores, classes, offsets, flat):
-        """Accumulate one chunk of per-video candidates sorted by score, best first.
+        """Accumulate one chunk of per-video candidates: (videos, W) arrays sorted best first.
 
         Candidates must include every class scoring at least the video's max(k, L)-th best score;
-        padding has class -1 and score -inf.
+        padding has class -1 and score -inf, and keeps its place in the ranking.
         """
-        rows = len(scores)
+        scores, classes = np.asarray(scores), np.asarray(classes)
+        num_rows = len(scores)
         counts = np.diff(offsets)
-        label_rows = np.repeat(np.arange(rows), counts)
-        hits = _membership(classes, label_rows * self.num_classes + flat, self.num_classes)
-        self._positives += np.bincount(flat, minlength=self.num_classes)
-        self._videos += rows
-        if rows == 0:
+        listed = classes >= 0
+        rows, ranks = np.nonzero(listed)
+        scores, classes = scores[listed], classes[listed]
+        label_keys = np.repeat(np.arange(num_rows), counts) * self.num_classes + flat
+        hits = _membership(rows * self.num_classes + classes, label_keys)
+        self._count_labels(num_rows, flat)
+        if num_rows == 0:
             return
-        self._hit1 += float(hits[:, 0].sum())
-        self._perr += _perr_sum(scores, hits, counts, self.from_logits)
-        k = min(self.top_k, scores.shape[1])
-        keep = classes[:, :k] >= 0
-        self._scores.append(scores[:, :k][keep])
-        self._classes.append(classes[:, :k][keep].astype(self._class_dtype))
-        self._hits.append(hits[:, :k][keep])
-        self._sorted = False
+        self._hit1 += int(np.count_nonzero(hits[ranks == 0]))
+        self._perr += _perr_of_listed(rows, ranks, scores, hits, counts, self.from_logits)
+        keep = ranks < self.top_k
+        self._keep(scores[keep], classes[keep], hits[keep])
+
+    def _add_ranked(self, ranked, chunk):
+        """Accumulate one chunk's candidates ranked by `_Scan.rank`."""
+        self._count_labels(chunk.num_rows, chunk.flat)
+        self._hit1 += ranked.first_hits()
+        self._perr += _perr_of_ranked(ranked, chunk, self.from_logits)
+        self._keep(*ranked.top(min(self.top_k, self.num_classes)))
+
+    def _count_labels(self, num_rows, flat):
+        self._positives += np.bincount(flat, minlength=self.num_classes)
+        self._videos += num_rows
+
+    def _keep(self, scores, classes, hits):
+        """Keep triplets; float32 scores as their `_ScoreCode` keys (uint32), others as float64."""
+        if scores.dtype == np.float32:
+            scores = _ScoreCode(scores).encode(scores)
+        elif scores.dtype != np.uint32:
+            scores = scores.astype(np.float64, copy=False)
+        self._scores.append(scores)
+        self._classes.append(classes.astype(self._class_dtype, copy=False))
+        self._hits.append(hits)
 
     def result(self):
         """Return {"gap", "hit_at_one", "perr", "map", "videos"} over everything added so far."""
         if self._videos == 0:
             return {name: 0.0 for name in METRIC_NAMES} | {"videos": 0}
-        scores, classes, hits = self._ranked()
+        scores, classes, hits = self._kept()
+        key = _score_keys(scores)
         total = int(self._positives.sum())
-        gap_sum = _expected_precision_sums(scores, hits)[0]
+        gap_sum = _precision_sums(np.sort(key), np.sort(key[hits]))[0]
         gap_value = float(gap_sum / total) if total and len(scores) else 0.0
-        aps = self._average_precisions(scores, classes, hits)
+        aps = self._average_precisions(key, classes, hits)
         aps = aps[~np.isnan(aps)]
         return {
             "gap": gap_value,
@@ -186,30 +209,466 @@ class Evaluator:
 
     def average_precisions(self):
         """Per-class AP over the top-k triplets (NaN for classes without positives)."""
-        return self._average_precisions(*self._ranked())
+        scores, classes, hits = self._kept()
+        return self._average_precisions(_score_keys(scores), classes, hits)
 
-    def _average_precisions(self, scores, classes, hits):
-        counts = np.bincount(classes, minlength=self.num_classes)
-        sums = _expected_precision_sums(*_group_by_class(scores, classes, hits, counts), counts)
+    def _average_precisions(self, key, classes, hits):
+        """Per-class APs from the triplets' score keys, ranked within each class.
+
+        A uint64 per triplet, class above score key, sorts the triplets by class and score.
+        Only the triplets ranked at or above the last hit of their class are sorted: the others
+        are in no hit's rank.
+        """
+        hit_keys = _grouped(classes[hits], key[hits])
+        hit_keys.sort()
+        sums = np.zeros(self.num_classes)
+        if hit_keys.size:
+            ranked = key < _past_worst_hits(hit_keys, self.num_classes)[classes]
+            grouped = classes[ranked].astype(_U64)
+            grouped <<= _U64(32)
+            grouped |= key[ranked]
+            grouped.sort()
+            sums = _precision_sums(grouped, hit_keys, self.num_classes)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(self._positives > 0, sums / self._positives, np.nan)
 
-    def _ranked(self):
-        """All kept triplets as three flat arrays sorted by score, best first.
+    def _kept(self):
+        """All kept triplets as three flat arrays, in the order they were added: scores (uint32
+        keys of float32 scores, or float64 scores when any were), classes and hits.
 
-        They are kept that way, so the batch pieces are freed and the next call sorts nothing.
-        Ties are left in any order: every metric counts the expected precision over the orders of
-        a tie, and the terms of that expectation depend only on the positions and hits of the
-        tie, so the result does not depend on the order the sort leaves them in.
+        They are kept as one part from then on, so the next call concatenates nothing.
         """
-        if not self._sorted:
-            merged = _sort_by_score(*(_concatenate_popping(parts)
-                                      for parts in (self._scores, self._classes, self._hits)))
+        if len(self._scores) != 1:
+            if not self._scores:
+                return np.zeros(0, np.uint32), np.zeros(0, self._class_dtype), np.zeros(0, bool)
+            if any(part.dtype == np.float64 for part in self._scores):
+                self._scores = [part if part.dtype == np.float64
+                                else _flip(part.copy()).view(np.float32).astype(np.float64)
+                                for part in self._scores]
+            merged = [_concatenate_popping(parts)
+                      for parts in (self._scores, self._classes, self._hits)]
             self._scores, self._classes, self._hits = ([part] for part in merged)
-            self._sorted = True
-        if not self._scores:
-            return np.zeros(0, np.float32), np.zeros(0, self._class_dtype), np.zeros(0, bool)
         return self._scores[0], self._classes[0], self._hits[0]
+
+
+class _Chunk:
+    """A chunk of predictions (float32, or float64 kept) and its labels as CSR.
+
+    `need` is each video's max(k, L) (at most the number of classes); `label_rows` and
+    `positions` locate its labels in the chunk (video, and video * classes + class).
+    """
+
+    def __init__(self, predictions, offsets, flat, top_k):
+        scores = np.asarray(predictions)
+        if scores.dtype != np.float64:
+            scores = scores.astype(np.float32, copy=False)
+        self.scores = np.ascontiguousarray(scores)
+        self.num_rows, self.num_classes = self.scores.shape
+        self.flat = flat
+        self.counts = np.diff(offsets)
+        self.need = self.counts.clip(top_k, self.num_classes)
+        self.label_rows = np.arange(self.num_rows).repeat(self.counts)
+        self.positions = self.label_rows * self.num_classes + flat
+
+
+class _Scan:
+    """Ranks each chunk's candidates, with one threshold comparison per chunk.
+
+    A video's candidates are the classes scoring at least its `need`-th best score, ties
+    included. Every class not below the threshold t is taken; a video with at least `need` of
+    them has them all, since its `need`-th best score is then t or more. The others get the
+    rest of theirs from a partition. t starts as the lowest `need`-th best score of the first
+    chunk's first `_SAMPLE_ROWS` videos and is then a low quantile of the previous chunk's.
+
+    When the videos' score levels differ widely (a model's confident and unsure videos), one t
+    low enough for all takes far too many classes of most. A chunk where t would take more than
+    `_MOST_TAKEN` times the needed classes of its first `_SAMPLE_ROWS` videos instead compares
+    each video with a threshold of its own (`_block_bounds`): about three times the cost of one
+    comparison, whatever the spread of levels. (Such a threshold never leaves a video short.)
+    """
+
+    def __init__(self, num_classes):
+        self.num_classes = num_classes
+        self.class_bits = max(1, (num_classes - 1).bit_length())
+        self.rows = min(_CHUNK_ROWS, 1 << (31 - self.class_bits))  # videos fit in the key
+        self.threshold = None
+        self._mask = np.empty(-(-_SCAN_ROWS * num_classes // 64) * 64, bool)
+
+    def rank(self, chunk, first_row):
+        """The chunk's candidates as a `_Ranked`; sets the threshold for the next chunk."""
+        if self.threshold is None:
+            self.threshold = _sample_threshold(chunk, first_row)
+        sample = chunk.scores[:_SAMPLE_ROWS]
+        taken = np.count_nonzero(~(sample < self.threshold))  # NaN counts, as it will be taken
+        own = taken > _MOST_TAKEN * chunk.need[:_SAMPLE_ROWS].sum()
+        position, scores, bitset = self._not_below(chunk, None if own else self.threshold)
+        if scores.size and np.isnan(scores.max()):  # NaN is never below a threshold
+            raise _nan_error(first_row + int(position[np.isnan(scores)][0]) // self.num_classes)
+        counts = self._counts(position, chunk.num_rows)
+        short = (counts < chunk.need).nonzero()[0]
+        if short.size:
+            rest, rest_scores = _candidates_below(chunk, short, self.threshold)
+            at = position.searchsorted(rest)
+            position, scores = np.insert(position, at, rest), np.insert(scores, at, rest_scores)
+            counts = self._counts(position, chunk.num_rows)
+            np.bitwise_or.at(bitset, rest >> 6, _U64(1) << (rest & 63).astype(_U64))
+        ranked = _Ranked(position, scores, counts, chunk, self.class_bits, bitset)
+        self.threshold = _low_quantile(ranked.scores(ranked.starts + chunk.need - 1))
+        return ranked
+
+    def _counts(self, position, num_rows):
+        """Candidates per video, from their sorted positions."""
+        ends = position.searchsorted(np.arange(1, num_rows + 1) * self.num_classes)
+        ends[1:] -= ends[:-1].copy()
+        return ends
+
+    def _not_below(self, chunk, threshold):
+        """Sorted positions (video * C + class) and scores of the chunk's scores not below the
+        `threshold` (NaN included; None: each video's `_block_bounds`), and the same as a
+        bitset (bit p % 64 of word p // 64 set for each position p).
+
+        The comparison writes a byte per score, `_SCAN_ROWS` videos at a time into a buffer
+        that stays in cache, packed to bits; read 64 at a time, only the words holding a
+        candidate are looked at.
+        """
+        most = int(chunk.need.max())
+        bitsets = []
+        for lo in range(0, chunk.num_rows, _SCAN_ROWS):
+            part = chunk.scores[lo : lo + _SCAN_ROWS]
+            mask = self._mask[: -(-part.size // 64) * 64]
+            bound = _block_bounds(part, most)[:, None] if threshold is None else threshold
+            np.less(part, bound, out=mask[: part.size].reshape(part.shape))
+            mask[part.size :] = True  # parts but the last are a multiple of 64 scores
+            bitsets.append(~np.packbits(mask, bitorder="little").view(_U64))
+        bitset = np.concatenate(bitsets)
+        position = _set_bits(bitset)
+        return position, chunk.scores.reshape(-1)[position], bitset
+
+
+def _set_bits(words):
+    """Sorted indices of the set bits of uint64 words (bit i of word w is index 64w + i).
+
+    Each nonzero word gives its lowest set bit; the few words with more bits left go round
+    again, so each round costs only the words still in play.
+    """
+    word = (words != 0).nonzero()[0]  # of a bool array: NumPy's fast path
+    bits = words[word]
+    count = np.bitwise_count(bits)
+    at = count.cumsum(dtype=np.int64)  # where each word's indices end
+    out = np.empty(int(at[-1]) if at.size else 0, np.int64)
+    at -= count
+    base = word << 6
+    more = (count > 1).nonzero()[0]
+    while True:
+        lowest = bits & -bits
+        out[at] = np.bitwise_count(lowest - _U64(1)) + base
+        if not more.size:
+            return out
+        bits = (bits ^ lowest)[more]
+        base, at = base[more], at[more] + 1
+        more = (bits & (bits - _U64(1)) != 0).nonzero()[0]
+
+
+class _Ranked:
+    """A chunk's candidates sorted by video, score (best first) and class: one uint64 each.
+
+    The key holds, from the top: the video, the score's `_ScoreCode` key (32 bits), the class
+    and, in the lowest bit, whether the class is a true label of the video. `keys` are sorted;
+    `starts` is each video's first place in them. `label_scores` is each label's score if it
+    is a candidate, -inf if not.
+    """
+
+    def __init__(self, position, scores, counts, chunk, class_bits, bitset):
+        self._code = _ScoreCode(scores)
+        self._score_shift = _U64(1 + class_bits)
+        self._class_mask = _U64((1 << class_bits) - 1)
+        row_shift = 33 + class_bits
+        # video << (33 + b) | class << 1 is 2 * position + video * (2 ** (33 + b) - 2 * C)
+        row_step = _U64((1 << row_shift) - 2 * chunk.num_classes)
+        rows = np.arange(chunk.num_rows)
+        keys = position.view(_U64) << _U64(1)
+        keys += (rows.view(_U64) * row_step).repeat(counts)
+        score_keys = self._code.encode(scores).astype(_U64)
+        score_keys <<= self._score_shift
+        keys += score_keys
+        self.label_scores, hits = _label_scores(position, scores, bitset, chunk.positions)
+        keys[hits] |= _U64(1)
+        width = int(counts.max(initial=0))
+        starts = counts.cumsum()
+        starts -= counts
+        self._table = None
+        if chunk.num_rows * width <= 2 * keys.size:  # a short sort per video, as a table
+            padding = (rows.view(_U64) << _U64(row_shift)) | _U64((1 << row_shift) - 1)
+            table = padding.repeat(width).reshape(chunk.num_rows, width)  # sorts last in its row
+            table[np.arange(width) < counts[:, None]] = keys
+            table.sort(axis=1)
+            self.keys, self.starts, self._table = table.reshape(-1), rows * width, table
+        else:
+            keys.sort()
+            self.keys, self.starts = keys, starts
+
+    def top(self, k):
+        """(scores, classes, hits) of every video's k best candidates (each video has k)."""
+        if self._table is not None:
+            keys = self._table[:, :k].reshape(-1)
+        else:
+            keys = self.keys[(self.starts[:, None] + np.arange(k)).reshape(-1)]
+        return (self._code.kept(self._score_keys(keys)), (keys >> _U64(1)) & self._class_mask,
+                (keys & _U64(1)) != 0)
+
+    def first_hits(self):
+        """How many videos' best candidate is a true label."""
+        return int(np.count_nonzero(self.keys[self.starts] & _U64(1)))
+
+    def scores(self, index):
+        return self._code.decode(self._score_keys(self.keys[index]))
+
+    def _score_keys(self, keys):
+        return ((keys >> self._score_shift) & _U64(0xFFFFFFFF)).astype(np.uint32)
+
+    def tie_extent(self, index):
+        """First and past-the-last places of the run of tied scores holding each place."""
+        prefix = self.keys[index] >> self._score_shift  # video and score
+        return (self.keys.searchsorted(prefix << self._score_shift),
+                self.keys.searchsorted((prefix + _U64(1)) << self._score_shift))
+
+
+class _ScoreCode:
+    """Scores as uint32 keys ordering them best first, equal for equal scores (-0.0 and 0.0).
+
+    float32 scores map their bits (the map is its own inverse). Other scores (float64) map to
+    their rank among the `values` the code was made from, which must hold every score encoded.
+    """
+
+    def __init__(self, values):
+        self._table = None if values.dtype == np.float32 else np.unique(values)
+
+    def encode(self, scores):
+        if self._table is None:
+            return _flip((scores + np.float32(0)).view(np.uint32))  # + 0 turns -0.0 into 0.0
+        return (len(self._table) - 1 - self._table.searchsorted(scores)).astype(np.uint32)
+
+    def decode(self, keys):
+        if self._table is None:
+            return _flip(keys.copy()).view(np.float32)
+        return self._table[len(self._table) - 1 - keys.astype(np.int64)]
+
+    def kept(self, keys):
+        """What a kept triplet holds for its score: the key itself for float32 scores (4 bytes
+        that order and tie as the scores do), the score for others."""
+        return keys if self._table is None else self.decode(keys)
+
+
+def _flip(bits):
+    """float32 bits mapped to uint32 ordering them best first (the map is its own inverse):
+    the bits of a positive float are reversed below the sign bit; negative floats already sort
+    after positive ones as uint32, larger magnitudes later. Changes `bits` in place."""
+    bits = bits.view(np.int32)
+    reverse = ~bits
+    reverse >>= 31  # all ones (an arithmetic shift) where the sign bit is clear
+    reverse &= 0x7FFFFFFF
+    bits ^= reverse
+    return bits.view(np.uint32)
+
+
+def _score_keys(kept):
+    """The `_ScoreCode` keys of kept scores (uint32 keys already, or float64 scores)."""
+    return kept if kept.dtype == np.uint32 else _ScoreCode(kept).encode(kept)
+
+
+def _grouped(classes, key):
+    """One uint64 per triplet: its class above its score key."""
+    grouped = classes.astype(_U64)
+    grouped <<= _U64(32)
+    grouped |= key
+    return grouped
+
+
+def _past_worst_hits(hit_keys, num_classes):
+    """Per class, one more than the score key of its worst-ranked hit (0 for classes without
+    hits), from the hits' sorted (class, score key) uint64s. No key is 2 ** 32 - 1 (a NaN's)."""
+    hit_classes = (hit_keys >> _U64(32)).astype(np.int64)
+    last = np.flatnonzero(np.r_[hit_classes[1:] != hit_classes[:-1], True])
+    past = np.zeros(num_classes, np.uint32)
+    past[hit_classes[last]] = (hit_keys[last] & _U64(0xFFFFFFFF)) + _U64(1)
+    return past
+
+
+def _block_bounds(scores, need):
+    """Per video, a lower bound of its `need`-th best score: the `need`-th best of the maxima
+    of at least `_BLOCKS * need` disjoint blocks of its scores (NaN if it has a NaN).
+
+    Blocks are strided (class j is in block j % B), so that their maxima come from halving
+    the row: B * 2 ** s classes, then the rest as one more block.
+    """
+    num_rows, num_classes = scores.shape
+    halvings = int(np.log2(num_classes / (_BLOCKS * need))) if num_classes > _BLOCKS * need else 0
+    blocks = num_classes >> halvings
+    if halvings == 0 or blocks < need:
+        return np.full(num_rows, -np.inf, scores.dtype)
+    width = blocks << halvings
+    half = width // 2
+    maxima = np.maximum(scores[:, :half], scores[:, half:width])
+    while half > blocks:
+        half //= 2
+        np.maximum(maxima[:, :half], maxima[:, half : 2 * half], out=maxima[:, :half])
+    maxima = maxima[:, :blocks]
+    if width < num_classes:
+        rest = scores[:, width:].max(axis=1, keepdims=True)
+        maxima = np.concatenate([maxima, rest], axis=1)
+    at = maxima.shape[1] - need
+    return np.partition(maxima, at, axis=1)[:, at]
+
+
+def _sample_threshold(chunk, first_row):
+    """The lowest max(k, L)-th best score of the chunk's first `_SAMPLE_ROWS` videos."""
+    need, num_classes = int(chunk.need.max()), chunk.num_classes
+    if need >= num_classes:
+        return -np.inf
+    sample = np.partition(chunk.scores[:_SAMPLE_ROWS], num_classes - need, axis=1)
+    threshold = sample[:, num_classes - need].min()
+    if np.isnan(threshold):
+        raise _nan_error(first_row + int(np.isnan(chunk.scores).any(axis=1).nonzero()[0][0]))
+    return threshold
+
+
+def _nan_error(row):
+    return Yt8mError(f"predictions contain NaN (first in row {row})")
+
+
+def _candidates_below(chunk, rows, threshold):
+    """Sorted positions, and scores, of the candidates of `rows` that score below `threshold`."""
+    part = chunk.scores[rows]
+    at = part.shape[1] - int(chunk.need[rows].max())
+    bound = np.partition(part, at, axis=1)[:, at]
+    row, cls = np.nonzero((part >= bound[:, None]) & (part < threshold))
+    return rows[row] * chunk.num_classes + cls, part[row, cls]
+
+
+def _label_scores(position, scores, bitset, labels):
+    """Each label's score if it is a candidate (-inf if not), and the candidates' places that
+    are labels. `position` (sorted), its `bitset` and `labels` are places in the chunk (video *
+    C + class): the bitset tells which labels are candidates, a search where they are.
+    """
+    found = ((bitset[labels >> 6] >> (labels & 63).astype(_U64)) & _U64(1)).nonzero()[0]
+    at = position.searchsorted(labels[found])
+    label_scores = np.full(len(labels), -np.inf, scores.dtype)
+    label_scores[found] = scores[at]
+    return label_scores, at
+
+
+def _low_quantile(values):
+    """The `_THRESHOLD_QUANTILE` quantile of the values (the lowest one for few values)."""
+    at = int(len(values) * _THRESHOLD_QUANTILE)
+    return np.partition(values, at)[at]
+
+
+def _perr_of_ranked(ranked, chunk, from_logits):
+    """Sum over a chunk's videos of precision at equal recall (see `_perr_total`).
+
+    The places above and tied with each labeled video's L-th best score come from its run of
+    ties; the true labels among them from the labels' own scores.
+    """
+    labeled = chunk.counts.nonzero()[0]
+    if not labeled.size:
+        return 0.0
+    counts = chunk.counts[labeled]
+    at = ranked.starts[labeled] + counts - 1
+    first, end = ranked.tie_extent(at)
+    threshold = np.zeros(chunk.num_rows, chunk.scores.dtype)
+    threshold[labeled] = ranked.scores(at)
+    cut = threshold[chunk.label_rows]
+    score = ranked.label_scores
+    good = score > (-np.inf if from_logits else 0.0)
+
+    def per_video(mask):
+        return np.bincount(chunk.label_rows[mask], minlength=chunk.num_rows)[labeled]
+
+    return _perr_total(counts, first - ranked.starts[labeled], end - first,
+                       per_video(good & (score > cut)), per_video(good & (score == cut)))
+
+
+def _perr_of_listed(rows, ranks, scores, hits, counts, from_logits):
+    """Sum over videos of precision at equal recall from (video, rank) listed candidates.
+
+    A video's L-th best score is -inf when fewer than L classes are listed.
+    """
+    labeled = counts.nonzero()[0]
+    if not labeled.size:
+        return 0.0
+    at = ranks == counts[rows] - 1
+    threshold = np.full(len(counts), -np.inf)
+    threshold[rows[at]] = scores[at]
+    cut = threshold[rows]
+    above, tied = scores > cut, scores == cut
+    good = hits & (scores > (-np.inf if from_logits else 0.0))
+
+    def per_video(mask):
+        return np.bincount(rows[mask], minlength=len(counts))[labeled]
+
+    return _perr_total(counts[labeled], per_video(above), per_video(tied),
+                       per_video(good & above), per_video(good & tied))
+
+
+def _perr_total(counts, above, tied, hits_above, hits_tied):
+    """Sum of precision at equal recall over videos with `counts` (L > 0) labels.
+
+    Per video: `above` scores beat its L-th best score and `tied` equal it; the `slots` places
+    of the top L left after those above go to the tied scores, so each tied hit is in the top L
+    `slots / tied` of the time.
+    """
+    slots = counts - above
+    share = np.where(slots > 0, slots * hits_tied / np.maximum(tied, 1), 0.0)
+    return float(((hits_above + share) / counts).sum())
+
+
+def _precision_sums(keys, hit_keys, num_groups=1):
+    """Per group, the expected sum of precision at each hit, ranking by score within groups.
+
+    `keys` are items' score keys (`_ScoreCode`), sorted; as uint64 they carry a group (a class)
+    in their upper 32 bits, as uint32 there is one group. They must include every item ranked
+    at or above a hit of its group. `hit_keys` are the hits' keys, sorted. Items that are not
+    hits add nothing but their place, so only the runs of tied keys holding a hit are looked
+    at; their first place within the group and the hits ranked before them come from binary
+    searches.
+    """
+    if hit_keys.size == 0:
+        return np.zeros(num_groups)
+    first = np.flatnonzero(np.r_[True, hit_keys[1:] != hit_keys[:-1]])
+    tied = hit_keys[first]
+    found = np.diff(np.r_[first, len(hit_keys)])
+    begin = keys.searchsorted(tied, side="left")
+    size = keys.searchsorted(tied, side="right") - begin
+    if keys.dtype == _U64:
+        group_first = tied >> _U64(32) << _U64(32)
+        group = (tied >> _U64(32)).astype(np.int64)
+        begin -= keys.searchsorted(group_first, side="left")
+        first -= hit_keys.searchsorted(group_first, side="left")
+    else:
+        group = np.zeros(len(tied), np.int64)
+    return _tied_run_sums(begin, size, found.astype(np.float64), first.astype(np.float64),
+                          group, num_groups)
+
+
+def _tied_run_sums(ranked, size, found, prior, group, num_groups):
+    """Per group, the sum over runs of tied items of their expected precisions at hits.
+
+    A run of g tied items holding h hits, preceded in its group by R items and P hits: the item
+    at offset o of the run is a hit with probability h/g and then has (P + 1 + o(h-1)/(g-1))
+    hits among the first R + o + 1 items. Runs are expanded `_CHUNK_ITEMS` items at a time
+    (a run may be longer than that).
+    """
+    sums = np.zeros(num_groups)
+    end = np.cumsum(size)
+    for lo in range(0, int(end[-1]), _CHUNK_ITEMS):
+        position = np.arange(lo, min(lo + _CHUNK_ITEMS, int(end[-1])))
+        run = np.searchsorted(end, position, side="right")
+        g, h = size[run], found[run]
+        offset = position - (end[run] - g)
+        spread = np.divide(offset * (h - 1), g - 1, out=np.zeros(len(run)), where=g > 1)
+        terms = (h / g) * (prior[run] + 1 + spread) / (ranked[run] + offset + 1)
+        sums += np.bincount(group[run], weights=terms, minlength=num_groups)
+    return sums
 
 
 def _concatenate_popping(parts):
@@ -223,52 +682,12 @@ def _concatenate_popping(parts):
     return out
 
 
-def _sort_by_score(scores, classes, hits):
-    """The triplets sorted by score, best first, ties in any order.
-
-    float32 scores are sorted in place through one uint64 key per triplet: the score's bits
-    mapped to an integer that orders them best first (the map is its own inverse), then the
-    class and the hit. NumPy sorts such keys with SIMD, about 10x faster than an argsort, and no
-    index is needed. Other scores (float64) go through an argsort.
-    """
-    if scores.dtype != np.float32:
-        order = np.argsort(scores)[::-1]
-        return scores[order], classes[order], hits[order]
-
-    def flip(bits):  # best first: negative floats already sort after positive ones as uint32
-        return np.where(bits >> 31, bits, bits ^ np.uint32(0x7FFFFFFF))
-
-    key = np.empty(len(scores), np.uint64)
-    for a in range(0, len(scores), _CHUNK_ITEMS):
-        part = slice(a, a + _CHUNK_ITEMS)
-        key[part] = flip(scores[part].view(np.uint32)).astype(np.uint64) << 32
-        key[part] |= classes[part].astype(np.uint64) << 1 | hits[part]
-    key.sort()
-    for a in range(0, len(scores), _CHUNK_ITEMS):
-        part = slice(a, a + _CHUNK_ITEMS)
-        scores[part] = flip((key[part] >> 32).astype(np.uint32)).view(np.float32)
-        classes[part] = key[part] >> 1 & 0x7FFFFFFF
-        hits[part] = key[part] & 1
-    return scores, classes, hits
-
-
-def _group_by_class(scores, classes, hits, counts):
-    """Scores and hits grouped by class, keeping their order within each class.
-
-    A stable counting sort done a chunk at a time, so that no full-length index is made.
-    """
-    free = np.cumsum(counts) - counts  # the next slot of each class
-    out_scores, out_hits = np.empty_like(scores), np.empty_like(hits)
-    for a in range(0, len(scores), _CHUNK_ITEMS):
-        cls = classes[a : a + _CHUNK_ITEMS]
-        order = np.argsort(cls, kind="stable")
-        here = np.bincount(cls, minlength=len(counts))
-        cls = cls[order]
-        dest = free[cls] + np.arange(len(cls)) - (np.cumsum(here) - here)[cls]
-        out_scores[dest] = scores[a : a + _CHUNK_ITEMS][order]
-        out_hits[dest] = hits[a : a + _CHUNK_ITEMS][order]
-        free += here
-    return out_scores, out_hits
+def _membership(keys, label_keys):
+    """Is each key (row * C + class) among the sorted `label_keys`?"""
+    if label_keys.size == 0:
+        return np.zeros(keys.shape, bool)
+    found = np.searchsorted(label_keys, keys).clip(max=label_keys.size - 1)
+    return label_keys[found] == keys
 
 
 def evaluate(predictions, labels, top_k=20, from_logits=False):
@@ -310,25 +729,48 @@ def label_csr(labels, num_videos, num_classes):
                 f"labels have shape {labels.shape}, predictions ({num_videos}, {num_classes})"
             )
         rows, flat = np.nonzero(labels > 0)
-        counts = np.bincount(rows, minlength=num_videos)
     else:
-        if len(labels) != num_videos:
-            raise Yt8mError(f"{len(labels)} label lists for {num_videos} videos")
-        counts = np.fromiter((len(ids) for ids in labels), np.int64, num_videos)
-        flat = (
-            np.concatenate([np.asarray(ids, dtype=np.int64).ravel() for ids in labels])
-            if counts.sum()
-            else np.zeros(0, np.int64)
-        )
-        if flat.size and (flat.min() < 0 or flat.max() >= num_classes):
-            bad = int(flat[(flat < 0) | (flat >= num_classes)][0])
-            raise Yt8mError(f"label id {bad} is outside [0, {num_classes})")
-        keys = np.unique(np.repeat(np.arange(num_videos), counts) * num_classes + flat)
-        rows, flat = np.divmod(keys, num_classes)
-        counts = np.bincount(rows, minlength=num_videos)
+        rows, flat = _label_lists(labels, num_videos, num_classes)
     offsets = np.zeros(num_videos + 1, np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    np.cumsum(np.bincount(rows, minlength=num_videos), out=offsets[1:])
     return offsets, flat.astype(np.int64)
+
+
+def _label_lists(labels, num_videos, num_classes):
+    """(rows, class ids) of a sequence of id lists, sorted and de-duplicated per video."""
+    if len(labels) != num_videos:
+        raise Yt8mError(f"{len(labels)} label lists for {num_videos} videos")
+    labels = list(labels)
+    counts = np.fromiter(map(len, labels), np.int64, num_videos)
+    if not counts.sum():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    flat = _concatenate_ids(labels)
+    if flat.size != counts.sum():
+        raise Yt8mError("each video's labels must be a flat sequence of class ids")
+    if flat.min() < 0 or flat.max() >= num_classes:
+        bad = int(flat[(flat < 0) | (flat >= num_classes)][0])
+        raise Yt8mError(f"label id {bad} is outside [0, {num_classes})")
+    keys = np.repeat(np.arange(num_videos), counts) * num_classes + flat
+    if (keys[1:] <= keys[:-1]).any():  # not sorted and unique within each video
+        keys.sort()
+        keys = keys[np.r_[True, keys[1:] != keys[:-1]]]
+    return keys // num_classes, keys % num_classes
+
+
+def _concatenate_ids(labels):
+    """All the id lists' ids as one int64 array.
+
+    Arrays of one integer dtype (the feature cache's label lists are) are joined as bytes,
+    about twice as fast as `np.concatenate` for many short arrays.
+    """
+    try:
+        dtypes = {ids.dtype for ids in labels}
+        if len(dtypes) == 1 and np.issubdtype(next(iter(dtypes)), np.integer):
+            data = b"".join(map(np.ndarray.tobytes, labels))
+            return np.frombuffer(data, next(iter(dtypes))).astype(np.int64)
+    except (AttributeError, TypeError):  # lists, or objects that are not arrays
+        pass
+    return np.concatenate(labels, axis=None, dtype=np.int64, casting="unsafe")
 
 
 def top_candidates(scores, m):
@@ -373,108 +815,3 @@ def _check_shape(predictions, num_classes=None):
     if num_classes is not None and predictions.shape[1] != num_classes:
         raise Yt8mError(f"predictions have {predictions.shape[1]} classes, expected {num_classes}")
     return predictions
-
-
-def _as_scores(chunk, first_row):
-    """A chunk of predictions as float32 (float64 kept), refusing NaN."""
-    chunk = np.asarray(chunk)
-    if chunk.dtype != np.float64:
-        chunk = chunk.astype(np.float32, copy=False)
-    nan_rows = np.isnan(chunk).any(axis=1)
-    if nan_rows.any():
-        row = first_row + int(np.flatnonzero(nan_rows)[0])
-        raise Yt8mError(f"predictions contain NaN (first in row {row})")
-    return chunk
-
-
-def _membership(classes, label_keys, num_classes):
-    """Bool matrix: is (row, classes[row, j]) a true label? `label_keys` = row * C + class."""
-    rows = np.arange(len(classes))[:, None]
-    keys = rows * num_classes + classes
-    if label_keys.size == 0:
-        return np.zeros(classes.shape, bool)
-    found = np.searchsorted(label_keys, keys).clip(max=label_keys.size - 1)
-    return (label_keys[found] == keys) & (classes >= 0)
-
-
-def _perr_sum(scores, hits, counts, from_logits):
-    """Sum over videos of precision at equal recall, tied scores at the L-th place shared out."""
-    valid = counts > 0
-    if not valid.any():
-        return 0.0
-    scores, hits, counts = scores[valid], hits[valid], counts[valid]
-    width = scores.shape[1]
-    at = np.minimum(counts, width) - 1
-    threshold = np.where(counts <= width, scores[np.arange(len(scores)), at], -np.inf)
-    positive = scores > (-np.inf if from_logits else 0.0)
-    above = scores > threshold[:, None]
-    tied = scores == threshold[:, None]
-    hits_above = (hits & positive & above).sum(axis=1)
-    hits_tied = (hits & positive & tied).sum(axis=1)
-    slots = counts - above.sum(axis=1)
-    n_tied = np.maximum(tied.sum(axis=1), 1)
-    share = np.where(slots > 0, slots * hits_tied / n_tied, 0.0)
-    return float(((hits_above + share) / counts).sum())
-
-
-def _expected_precision_sums(scores, hits, counts=None):
-    """Per segment, the expected sum of precision at each hit, ranking by score within segments.
-
-    Inputs are sorted by (segment, score descending); segment i is the next `counts[i]` items
-    (None: one segment of all). Within a run of g tied scores holding h hits, preceded in its
-    segment by R items and P hits, the item at offset o of the run is a hit with probability h/g
-    and then has (P + 1 + o(h-1)/(g-1)) hits among the first R + o + 1 items. Work arrays are
-    made a chunk at a time. Returns one float64 sum per segment, in segment order.
-    """
-    counts = np.array([len(scores)]) if counts is None else counts
-    seg_first = np.cumsum(counts) - counts  # each segment's first position
-    sums = np.zeros(len(counts))
-    hits_at = np.zeros(len(counts))  # hits ranked before each segment's first item
-    for begin, size, found, before in _tied_runs(scores, hits, seg_first):
-        seg = np.searchsorted(seg_first, begin, side="right") - 1
-        opens = begin == seg_first[seg]
-        hits_at[seg[opens]] = before[opens]
-        ranked = begin - seg_first[seg]  # R of each run
-        prior = before - hits_at[seg]  # P of each run
-        end = begin[-1] + size[-1]
-        for lo in range(begin[0], end, _CHUNK_ITEMS):  # a run may be longer than a chunk
-            position = np.arange(lo, min(lo + _CHUNK_ITEMS, end))
-            run = np.searchsorted(begin, position, side="right") - 1
-            g, h = size[run], found[run]
-            offset = position - begin[run]
-            spread = np.divide(offset * (h - 1), g - 1, out=np.zeros(len(run)), where=g > 1)
-            terms = (h / g) * (prior[run] + 1 + spread) / (ranked[run] + offset + 1)
-            s = seg[run]
-            cut = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-            sums[s[cut]] += np.add.reduceat(terms, cut)
-    return sums
-
-
-def _tied_runs(scores, hits, seg_first):
-    """The runs of tied scores within segments, in order, a chunk of items at a time.
-
-    Yields (first position, size, hits, hits ranked before) arrays of the runs whose end was seen
-    in that chunk (one run may span many chunks). Hit counts are float64.
-    """
-    n = len(scores)
-    begin, before = 0, 0.0  # the open run: its first position and the hits ranked before it
-    total = 0.0  # hits before the chunk
-    for a in range(0, n, _CHUNK_ITEMS):
-        b = min(a + _CHUNK_ITEMS, n)
-        new = np.empty(b - a, bool)
-        new[0] = a > 0 and scores[a] != scores[a - 1]
-        np.not_equal(scores[a + 1 : b], scores[a : b - 1], out=new[1:])
-        new[seg_first[(seg_first > 0) & (seg_first >= a) & (seg_first < b)] - a] = True
-        cum = np.empty(b - a + 1)
-        cum[0] = total
-        np.cumsum(hits[a:b], out=cum[1:])
-        cum[1:] += total
-        starts = np.flatnonzero(new) + a
-        if b == n:  # the end closes the open run
-            starts = np.r_[starts, n]
-        if starts.size:
-            firsts = np.r_[begin, starts]
-            ranked_hits = np.r_[before, cum[starts - a]]
-            yield firsts[:-1], np.diff(firsts), np.diff(ranked_hits), ranked_hits[:-1]
-            begin, before = starts[-1], ranked_hits[-1]
-        total = cum[-1]
