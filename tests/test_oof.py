@@ -256,11 +256,19 @@ def test_a_top_k_store_scores_the_same_and_is_read_like_the_dense_one(workspace)
         np.testing.assert_array_equal(full.ids, compact.ids)
         rows = compact.logits[3:7]  # dense float32 rows, like a memory-mapped array's
         assert rows.shape == (4, cache.num_classes)
-        best = np.argsort(-np.asarray(full.logits[3:7], np.float32), axis=1, kind="stable")
-        got = np.argsort(-rows, axis=1, kind="stable")
-        assert (best[:, :10] == got[:, :10]).mean() > 0.95  # float16 ties may swap a pair
+        dense_rows = np.asarray(full.logits[3:7], np.float32)
+        # the best scores agree to the dense store's float16 step (ties among classes the class
+        # prior alone scores may come in either order, so compare scores, not classes); the
+        # test part is the mean of the folds' top-20 stores, where a class outside one fold's
+        # 20 reads that fold's floor, so only its first ranks are the dense mean's
+        k = 10 if part == "oof" else 5
+        np.testing.assert_allclose(-np.sort(-rows, axis=1)[:, :k],
+                                   -np.sort(-dense_rows, axis=1)[:, :k], atol=2e-2)
+        clear = np.diff(-np.sort(-dense_rows, axis=1)[:, :2], axis=1)[:, 0] < -2e-2
+        np.testing.assert_array_equal(rows.argmax(1)[clear], dense_rows.argmax(1)[clear])
         assert not Path(f"topk/flog/{part}_logits.npy").exists()
     size = sum(p.stat().st_size for p in Path("topk/flog").glob("oof_*.npy"))
-    assert size < Path("dense/flog/oof_logits.npy").stat().st_size / 50
+    # 1000 classes x 2 bytes a video against 20 x 4 + 2 (24x), less the files' fixed parts
+    assert size < Path("dense/flog/oof_logits.npy").stat().st_size / 15
     # the submission writer reads it transparently
     assert main(["submission", "write", "--source", "topk/flog", "--id", "topk"]) == 0
