@@ -485,8 +485,8 @@ def build_parser():
                 "Write a small, learnable YouTube-8M competition in the real format: frame-level "
                 "train/validate/test shards, vocabulary.csv and the test answer key. "
                 "Deterministic from --seed; a no-op when input/ already holds the same sample. "
-                "Unset options keep the sample's defaults: seed 2018, 1,000 classes, 8 train, 2 "
-                "validate and 2 test shards of 200 videos of 60-300 frames.")
+                "Unset options keep the sample's defaults (yt8m.input.sample.SampleSpec); the "
+                "command prints the shards, videos and classes it wrote.")
     p.add_argument("--output", default="input", help="folder to write into")
     for name in SAMPLE_OPTIONS:  # unset: SampleSpec's default
         extra = dict(choices=["2017", "2018", "2019"], help="dataset version whose record keys "

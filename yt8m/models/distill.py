@@ -59,9 +59,9 @@ class Teacher:
         self.row_of = np.full(len(cache), -1, np.int64)  # cache row -> teacher row
         at = locate(oof.ids, cache.ids)
         self.row_of[at[at >= 0]] = np.flatnonzero(at >= 0)
-        from .oof import _labeled_fold_rows
+        from .oof import labeled_fold_rows  # here: oof imports keras, fingerprint() must not
 
-        labeled = _labeled_fold_rows(cache)
+        labeled = labeled_fold_rows(cache)
         missing = int((self.row_of[labeled] < 0).sum())
         if missing:
             raise Yt8mError(f"{folder}: no out-of-fold prediction for {missing} of the "

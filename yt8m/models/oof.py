@@ -62,7 +62,8 @@ def model_dir(spec_path, models_dir=None):
     return Path(models_dir or spec_path.parent) / spec_path.stem
 
 
-def _labeled_fold_rows(cache):
+def labeled_fold_rows(cache):
+    """Cache rows of the labeled videos that have a fold: what the folds train on and predict."""
     labeled = np.diff(cache.label_offsets) > 0
     return np.flatnonzero((cache.fold >= 0) & labeled)
 
@@ -189,7 +190,7 @@ class FoldModels:
     def steps_per_epoch(self):
         """Steps of an average fold's epoch (schedules in epochs use it; the same for all
         folds, so the compiled optimizer fits every fold)."""
-        labeled = len(_labeled_fold_rows(self.cache))
+        labeled = len(labeled_fold_rows(self.cache))
         per_fold = labeled * (self.cache.num_folds - 1) // self.cache.num_folds + \
             len(extra_training_rows(self.cache, self.training))
         return max(1, per_fold // self.training.get("batch_size", 32))
@@ -244,7 +245,7 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     folder = out / f"fold_{fold}"
     if chief:
         folder.mkdir(parents=True, exist_ok=True)
-    fold_rows = _labeled_fold_rows(cache)
+    fold_rows = labeled_fold_rows(cache)
     train_rows = np.concatenate([fold_rows[cache.fold[fold_rows] != fold],
                                  extra_training_rows(cache, training)])
     val_rows = fold_rows[cache.fold[fold_rows] == fold]
@@ -374,7 +375,7 @@ def train_refit(spec, out, cache, models, progress=False):
         records = [json.loads((out / f"fold_{k}" / FOLD_FILE).read_text())
                    for k in range(cache.num_folds)]
     epochs = share_from_chief(refit_epochs(records) if chief else None)
-    rows = np.concatenate([_labeled_fold_rows(cache), extra_training_rows(cache, training)])
+    rows = np.concatenate([labeled_fold_rows(cache), extra_training_rows(cache, training)])
     model, data = models.start(-1, rows, seed=spec.seed * 1000 + 999)
     checkpoint = EpochCheckpoint(
         folder, {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
@@ -454,7 +455,7 @@ def assemble(spec, out, cache):
     logits are the float64 mean of the fold models' chunks, and the scores come from the folds'
     float32 logits, so memory is that of a chunk whatever the number of videos.
     """
-    rows = _labeled_fold_rows(cache)
+    rows = labeled_fold_rows(cache)
     test_rows = cache.rows("test")
     records, evaluator, covered = [], Evaluator(cache.num_classes, from_logits=True), 0
     folds = [out / f"fold_{fold}" for fold in range(cache.num_folds)]

@@ -66,11 +66,14 @@ DEMO_TRAINING = dict(optimizer="adam", learning_rate=5e-3, batch_size=64, epochs
                      sampling="segments", loss_reduction="sum_over_classes", prior_bias=True)
 
 
-def willow_frames(rgb, audio, mask, bn):
+def willow_frames(rgb, audio, mask, bn=None):
     """WILLOW's frame input: rgb and audio side by side, each frame L2-normalised, then a masked
-    BatchNorm (statistics of the real frames only)."""
+    BatchNorm (statistics of the real frames only) with the settings `bn`; `bn=None`: none (the
+    recurrent references stop at the L2 normalisation)."""
     x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
     x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
+    if bn is None:
+        return x
     return keras.layers.BatchNormalization(name="input_norm", **bn)(x, mask=mask)
 
 

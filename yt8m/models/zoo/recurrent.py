@@ -26,17 +26,14 @@ class GruGateBias(keras.initializers.Initializer):
 
 
 def _build(cell, name, num_classes, units, layers, state, num_mixtures, moe_l2, dropout,
-           input_norm):
+           input_norm, momentum, epsilon):
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {', '.join(CELLS)}, not {cell!r}")
     if state not in STATES:
         raise ValueError(f"state must be one of {', '.join(STATES)}, not {state!r}")
     inputs, rgb, audio, mask = frame_inputs()
-    if input_norm:
-        x = willow_frames(rgb, audio, mask, dict(momentum=0.9, epsilon=1e-3))
-    else:
-        x = keras.layers.Concatenate(name="frames_concat")([rgb, audio])
-        x = keras.layers.UnitNormalization(axis=-1, name="frame_l2")(x)
+    x = willow_frames(rgb, audio, mask,
+                      dict(momentum=momentum, epsilon=epsilon) if input_norm else None)
     # TF1's GRUCell applies the reset gate before its matrix product: Keras' reset_after=False,
     # which also keeps one bias per gate (the reference's shapes).
     options = {"gru": dict(reset_after=False, bias_initializer=GruGateBias())}.get(cell, {})
@@ -56,7 +53,7 @@ def _build(cell, name, num_classes, units, layers, state, num_mixtures, moe_l2, 
 
 
 def build_lstm(num_classes=3862, units=1024, layers=2, state="last", num_mixtures=2,
-               moe_l2=1e-8, dropout=0.0, input_norm=False):
+               moe_l2=1e-8, dropout=0.0, input_norm=False, momentum=0.99, epsilon=1e-3):
     """Each frame L2-normalised, `layers` stacked LSTMs of `units` cells over the real frames,
     and the last layer's final output into a mixture of experts (the starter code's `LstmModel`,
     `state[-1].h`). `state="all"` feeds every layer's final (c, h) instead, as WILLOW's copy
@@ -64,20 +61,22 @@ def build_lstm(num_classes=3862, units=1024, layers=2, state="last", num_mixture
     where TF1's `BasicLSTMCell` adds a constant 1 (`forget_bias=1.0`) to a zero bias.
     `dropout > 0` drops the state's units before the mixture. `input_norm` adds a BatchNorm of
     the real frames after the L2 normalisation (WILLOW's pooling models have it, its recurrent
-    ones do not): unit-scale inputs open the gates to the frames from the first step."""
+    ones do not): unit-scale inputs open the gates to the frames from the first step;
+    `momentum`, `epsilon`: its settings."""
     return _build("lstm", "lstm", num_classes, units, layers, state, num_mixtures, moe_l2,
-                  dropout, input_norm)
+                  dropout, input_norm, momentum, epsilon)
 
 
 def build_gru(num_classes=3862, units=1200, layers=2, state="all", num_mixtures=2, moe_l2=1e-6,
-              dropout=0.0, input_norm=False):
+              dropout=0.0, input_norm=False, momentum=0.99, epsilon=1e-3):
     """Each frame L2-normalised, `layers` stacked GRUs of `units` cells over the real frames, and
     every layer's final state, concatenated, into a mixture of experts (WILLOW's `GruModel`:
     `MultiRNNCell(state_is_tuple=False)`, 2 layers of 1200 as its README trains it).
     `state="last"` feeds the last layer's only. The gate biases start at 1, as TF1's `GRUCell`
-    starts them (`GruGateBias`). `dropout`, `input_norm`: see `build_lstm`."""
+    starts them (`GruGateBias`). `dropout`, `input_norm`, `momentum`, `epsilon`: see
+    `build_lstm`."""
     return _build("gru", "gru", num_classes, units, layers, state, num_mixtures, moe_l2, dropout,
-                  input_norm)
+                  input_norm, momentum, epsilon)
 
 
 # The starter code's train.py defaults: Adam 1e-2 on batches of 1024, 5 epochs, gradient norm
@@ -89,13 +88,16 @@ STARTER_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, e
 # The recurrent layers are the cost here and bfloat16 does not speed them up on a CPU.
 RNN_DEMO_TRAINING = dict(DEMO_TRAINING, mixed_precision="float32")
 
+# one layer of 128 cells over BatchNormed frames (momentum 0.9: a demo run is a few hundred steps)
+RNN_DEMO = dict(units=128, layers=1, input_norm=True, momentum=0.9)
+
 MODELS = {
     "lstm": dict(builder=build_lstm,
-                 presets={"paper": {}, "demo": dict(units=128, layers=1, input_norm=True)},
+                 presets={"paper": {}, "demo": RNN_DEMO},
                  training={"paper": STARTER_TRAINING, "demo": RNN_DEMO_TRAINING},
                  reference="starter code LstmModel"),
     "gru": dict(builder=build_gru,
-                presets={"paper": {}, "demo": dict(units=128, layers=1, input_norm=True)},
+                presets={"paper": {}, "demo": RNN_DEMO},
                 # The README: Adam 2e-4 on batches of 128, x0.9 every 4M examples, every frame,
                 # 300k steps: about 8 epochs of the 2017 training set's 4.9M videos.
                 training={"paper": dict(STARTER_TRAINING, learning_rate=2e-4, batch_size=128,
