@@ -9,12 +9,14 @@ from yt8m import bench_scale
 DENSE_MB_PER_1000 = 3862 * 4 * 1000 / 2**20
 
 
-@pytest.mark.slow  # about a minute and a half on two cores; `make test-slow`, run by CI
+@pytest.mark.slow  # about two minutes on two cores; `make test-slow`, run by CI
 def test_training_memory_does_not_grow_with_the_videos(tmp_path):
+    # TensorFlow's start-up and thread arenas make one run's peak vary by about +-20 MB, so the
+    # sizes are 10x apart: a dense copy at 20,000 videos (265 MB) stands well clear of that
     peaks = {}
-    for n in (2_000, 8_000):
+    for n in (2_000, 20_000):
         bench_scale.prepare(tmp_path / str(n), n)
         peaks[n] = bench_scale.measure("train", tmp_path / str(n))["peak_bytes"] / 2**20
-    growth = peaks[8_000] - peaks[2_000]
-    # 6,000 more videos: one dense float32 (videos x classes) copy alone would add 88 MB
-    assert growth < 0.25 * 6 * DENSE_MB_PER_1000, peaks
+    growth = peaks[20_000] - peaks[2_000]
+    # 18,000 more videos: one dense float32 (videos x classes) copy alone would add 265 MB
+    assert growth < 0.25 * 18 * DENSE_MB_PER_1000, peaks
