@@ -78,3 +78,45 @@ def test_means_and_drop_remainder(tiny_features):
     np.testing.assert_array_equal(batches[0]["means"], cache.means(rows[:7]))
     with pytest.raises(Yt8mError, match="selection is empty"):
         BatchLoader(cache, cache.rows("test", folds=0))
+
+
+def test_training_feed_assembles_batches_ahead_and_serves_what_it_serves_without(tiny_features):
+    import threading
+
+    from yt8m.models.training import CacheBatches
+
+    cache = FeatureCache(tiny_features)
+    rows = cache.rows(["train", "validate"])
+    training = {"batch_size": 4, "num_frames": 10, "sampling": "random"}
+    made_in = []
+
+    def run(look_ahead):
+        feed = CacheBatches(cache, rows, "frame", training, shuffle=True, seed=3,
+                            look_ahead=look_ahead)
+        make = feed._make
+
+        def recorded(*args):
+            made_in.append(threading.current_thread().name)
+            return make(*args)
+
+        feed._make = recorded
+        epochs = []
+        for _ in range(2):
+            epochs.append([feed[i] for i in range(len(feed))])
+            feed.on_epoch_end()
+        feed[0]  # epoch 2 begun (batches 1 and 2 made ahead), then abandoned
+        feed.start_at(5)  # a resumed run: epoch 5's batches, not leftovers of epoch 2
+        epochs.append([feed[i] for i in range(len(feed))])
+        return epochs
+
+    ahead = run(look_ahead=2)
+    assert made_in and all(name.startswith("yt8m-feed") for name in made_in)
+    made_in.clear()
+    inline = run(look_ahead=0)
+    assert set(made_in) == {threading.current_thread().name}
+    for got, want in zip(ahead, inline, strict=True):
+        assert len(got) == len(want) == len(rows) // 4
+        for (x, y), (x0, y0) in zip(got, want, strict=True):
+            np.testing.assert_array_equal(x["frames"], x0["frames"])
+            np.testing.assert_array_equal(y, y0)
+    assert not np.array_equal(ahead[0][0][1], ahead[2][0][1])  # a new order in epoch 5

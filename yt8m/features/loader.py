@@ -134,19 +134,25 @@ class BatchLoader:
     def __iter__(self):
         epoch, self.epoch = self.epoch, self.epoch + 1
         order = self.order(epoch)
-        n = len(self)
-        if self.prefetch <= 0:
-            for index in range(n):
-                yield self.batch(order, epoch, index)
-            return
-        pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix="yt8m-loader")
-        pending = collections.deque()
-        try:
-            for index in range(n):
-                pending.append(pool.submit(self.batch, order, epoch, index))
-                if len(pending) > self.prefetch:
-                    yield pending.popleft().result()
-            while pending:
+        return ahead(lambda index: self.batch(order, epoch, index), len(self), self.prefetch,
+                     self.workers)
+
+
+def ahead(make, count, depth=2, workers=1):
+    """`make(0)`, ..., `make(count - 1)` in order, with up to `depth` of them made ahead in
+    `workers` background threads (NumPy's gathers and casts release the GIL, so the next batch
+    is assembled while the caller computes); `depth` 0 makes each when asked."""
+    if depth <= 0:
+        yield from (make(index) for index in range(count))
+        return
+    pool = cf.ThreadPoolExecutor(max(1, workers), thread_name_prefix="yt8m-loader")
+    pending = collections.deque()
+    try:
+        for index in range(count):
+            pending.append(pool.submit(make, index))
+            if len(pending) > depth:
                 yield pending.popleft().result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -1,5 +1,6 @@
 """Compile and feed a zoo model the way its reference trained it (optimizer, schedule, loss)."""
 
+import concurrent.futures as cf
 import functools
 
 import keras
@@ -162,8 +163,11 @@ class CacheBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, cache, rows, level, training, shuffle, seed=0, teacher=None,
-                 shard=False):
+                 shard=False, look_ahead=2):
         super().__init__()
+        # the next `look_ahead` batches are assembled in a background thread while the step
+        # runs (Keras' JAX trainer on a CPU asks for each batch only when its step starts)
+        self.look_ahead, self._pool, self._pending = look_ahead, None, {}
         self.level, self.teacher, self.shard = level, teacher, shard
         size = training.get("batch_size", 32)
         self.loader = BatchLoader(
@@ -178,7 +182,18 @@ class CacheBatches(keras.utils.PyDataset):
         return len(self.loader)
 
     def __getitem__(self, index):
-        batch = self.loader.batch(self._order, self.epoch, index)
+        if not self.look_ahead:
+            return self._make(self._order, self.epoch, index)
+        if self._pool is None:
+            self._pool = cf.ThreadPoolExecutor(1, thread_name_prefix="yt8m-feed")
+        for key in range(index, min(index + 1 + self.look_ahead, len(self))):
+            if (self.epoch, key) not in self._pending:
+                self._pending[self.epoch, key] = self._pool.submit(
+                    self._make, self._order, self.epoch, key)
+        return self._pending.pop((self.epoch, index)).result()
+
+    def _make(self, order, epoch, index):
+        batch = self.loader.batch(order, epoch, index)
         if self.level == "video":
             inputs = {"means": batch["means"]}
         else:
@@ -197,13 +212,16 @@ class CacheBatches(keras.utils.PyDataset):
 
     def start_at(self, epoch):
         """Serve epoch `epoch`'s batches next (a resumed run)."""
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
         self.epoch = epoch
         self._order = self.loader.order(epoch)
 
     def on_epoch_end(self):
         self.start_at(self.epoch + 1)
 
-    def __iter__(self):  # one pass, for GapEvaluation
+    def __iter__(self):  # one pass, for GapEvaluation and predictions
         for index in range(len(self)):
             yield self[index]
 
