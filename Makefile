@@ -7,7 +7,8 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 YT8M := $(VENV)/bin/yt8m
 LEVEL ?= frame
-WORKERS ?= 2
+# WORKERS: processes converting shards (default: one per core, at most one per shard)
+WORKERS ?=
 # FOLDS: K of a new fold assignment (default 5; the sample competition uses 3, see `all`)
 FOLDS ?=
 # make download: the official download.py's partition, fraction (m,n = the m-th of n parts) and mirror
@@ -85,8 +86,8 @@ sample: setup ## Generate the sample competition into input/ (a no-op when it is
 	$(YT8M) sample
 
 features: setup ## Decode input/ shards into the features/ cache and assign folds (LEVEL, WORKERS, FOLDS, DELETE_INPUT=1)
-	$(YT8M) features --level $(LEVEL) --workers $(WORKERS) $(if $(FOLDS),--folds $(FOLDS)) \
-	  $(if $(DELETE_INPUT),--delete-input)
+	$(YT8M) features --level $(LEVEL) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(FOLDS),--folds $(FOLDS)) $(if $(DELETE_INPUT),--delete-input)
 
 train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into models/<id>/
 	@test -n "$(MODEL)" || { echo "make train: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
@@ -173,7 +174,7 @@ download: setup ## Fetch real shards with the official download.py (PARTITION=2/
 
 download-features: setup ## Download and convert piece by piece, deleting the shards of input/<level>/ once converted: about 1x the disk (PARTITION SHARD PARTS=10 MIRROR WORKERS FOLDS)
 	$(YT8M) download --partition $(PARTITION) --shard $(SHARD) --mirror $(MIRROR) --parts $(PARTS) \
-	  --convert --delete-input --workers $(WORKERS) $(if $(FOLDS),--folds $(FOLDS))
+	  --convert --delete-input $(if $(WORKERS),--workers $(WORKERS)) $(if $(FOLDS),--folds $(FOLDS))
 
 download-kaggle: setup ## Fetch a competition's Kaggle files into input/kaggle (COMPETITION=youtube8m-2018)
 	$(VENV)/bin/kaggle competitions download $(COMPETITION) -p input/kaggle

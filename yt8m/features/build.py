@@ -12,6 +12,7 @@ although its source is gone. A kill at any point therefore leaves every video ei
 shard or in a verified, listed converted one.
 """
 
+import collections
 import concurrent.futures as cf
 import json
 import multiprocessing
@@ -163,7 +164,7 @@ def detect(shards, level, skip_corrupt=False, deleted=None):
     return version, usable, unusable
 
 
-def build_features(input_dir="input", features_dir="features", level="frame", workers=2,
+def build_features(input_dir="input", features_dir="features", level="frame", workers=None,
                    num_folds=None, fold_splits=("train", "validate"), max_frames=MAX_FRAMES,
                    skip_corrupt=False, progress=True, delete_input=False):
     """Convert new or changed shards, then write the fold assignment and the manifest.
@@ -171,6 +172,8 @@ def build_features(input_dir="input", features_dir="features", level="frame", wo
     With `delete_input`, then delete each listed source shard whose conversion is verified (see
     the module docstring). One build at a time: a second one on the same `features_dir` fails at
     once, naming the first. Returns the manifest dict (`deleted_now`: sources deleted).
+    `workers`: processes converting shards side by side, this one included (default: one per
+    core, at most one per shard to convert); the cache is the same whatever their number.
     """
     if level not in LEVELS:
         raise Yt8mError(f"unknown level {level!r}; choose one of {list(LEVELS)}")
@@ -211,26 +214,16 @@ def _build(input_dir, features_dir, level, shards, workers, num_folds, fold_spli
     errors = []
     started = time.perf_counter()
     bar = progress_bar(total=len(todo), desc=f"features/{level}", unit="shard", progress=progress)
-    if workers <= 1 or len(todo) <= 1:
-        results = map(convert_task, todo)
-        pool = None
-    else:
-        pool = cf.ProcessPoolExecutor(max_workers=min(workers, len(todo)),
-                                      mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=die_with_parent, initargs=(os.getpid(),))
-        results = (f.result() for f in cf.as_completed([pool.submit(convert_task, t)
-                                                        for t in todo]))
+    workers = default_workers(len(todo)) if workers is None else workers
     try:
-        for source, _meta, error, problem in results:
-            if error:
-                errors.append(error)
-            if problem:
-                unusable.append({"path": source, "problem": problem})
-            bar.update(1)
+        results = _convert_all(todo, workers, done=lambda: bar.update(1))
     finally:
         bar.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    for source, _meta, error, problem in results:
+        if error:
+            errors.append(error)
+        if problem:
+            unusable.append({"path": source, "problem": problem})
     if errors:
         more = f"\n(and {len(errors) - 10} more)" if len(errors) > 10 else ""
         raise Yt8mError(f"{len(errors)} of {len(todo)} shards could not be converted; the cache "
@@ -254,6 +247,61 @@ def _build(input_dir, features_dir, level, shards, workers, num_folds, fold_spli
     manifest["converted_now"] = len(todo)
     manifest["seconds"] = round(time.perf_counter() - started, 3)
     return manifest
+
+
+def default_workers(shards):
+    """Processes to convert `shards` shards with: one per core this process may run on, at most
+    one per shard."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(cores or 1, shards))
+
+
+def _convert_all(todo, workers, done):
+    """`convert_task` of every task of `todo`, in its order; `done()` is called as each ends.
+
+    With `workers` > 1 this process converts too, taking tasks from the end of the list, while
+    `workers - 1` spawned processes take them from the front, one at a time and only once they
+    are up: starting one takes about half a second (Python, numpy, protobuf), which this process
+    spends converting instead of waiting for it. Results come back in `todo`'s order, so the
+    order of the build's errors and skipped files does not depend on which process was first.
+    """
+    results = [None] * len(todo)
+    if workers <= 1 or len(todo) <= 1:
+        for i, task in enumerate(todo):
+            results[i] = convert_task(task)
+            done()
+        return results
+    pending = collections.deque(enumerate(todo))
+    spawned = min(workers, len(todo)) - 1
+    pool = cf.ProcessPoolExecutor(max_workers=spawned,
+                                  mp_context=multiprocessing.get_context("spawn"),
+                                  initializer=die_with_parent, initargs=(os.getpid(),))
+    # First a trivial call into the conversion module (index None): it returns once the process
+    # is up and has imported what converting takes, and only then is the process given a shard.
+    running = {pool.submit(same_conversion, None, None): None for _ in range(spawned)}
+    finished = False
+    try:
+        while pending or any(i is not None for i in running.values()):
+            for future in [f for f in running if f.done()]:
+                i = running.pop(future)
+                if i is not None:
+                    results[i] = future.result()
+                    done()
+                if pending:
+                    i, task = pending.popleft()
+                    running[pool.submit(convert_task, task)] = i
+            if pending:
+                i, task = pending.pop()
+                results[i] = convert_task(task)
+                done()
+            elif running:
+                cf.wait(running, return_when=cf.FIRST_COMPLETED)
+        finished = True
+    finally:
+        # After an error, wait for the shards being converted (they write into the cache); when
+        # all is done, do not wait for processes still starting up.
+        pool.shutdown(wait=not finished, cancel_futures=True)
+    return results
 
 
 def _delete_source(path):

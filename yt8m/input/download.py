@@ -155,7 +155,7 @@ def download(partition, shard="1,100", mirror="us", input_dir="input", script_ur
 
 
 def download_and_convert(partition, shard="1,100", parts=1, mirror="us", input_dir="input",
-                         features_dir="features", workers=2, num_folds=None, skip_corrupt=False,
+                         features_dir="features", workers=None, num_folds=None, skip_corrupt=False,
                          delete_input=False, progress=True, report=None, script_url=None,
                          vocabulary_url=None):
     """Download fraction `shard` of `partition` in `parts` pieces and build the feature cache

@@ -11,6 +11,7 @@ record is parsed as a `SequenceExample`: a video-level record then shows its fea
 and has no feature lists, which is how the level is told apart.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -137,11 +138,52 @@ def _ints(features, key):
     return np.asarray(features[key].int64_list.value, dtype=np.int64)
 
 
+def _varint(n):
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    return bytes(out) + bytes([n])
+
+
+@functools.cache
+def _frame_header(size):
+    """The bytes before each frame's data in a serialized `FeatureList` of `size`-byte frames:
+    each frame is a `Feature` (field 1 of the list) holding a `BytesList` (its field 1) holding
+    one value (field 1 again), every one tagged 0x0a and length-prefixed."""
+    value = b"\x0a" + _varint(size)
+    bytes_list = b"\x0a" + _varint(len(value) + size)
+    header = b"\x0a" + _varint(len(bytes_list) + len(value) + size) + bytes_list + value
+    return np.frombuffer(header, np.uint8)
+
+
+def _frames_from_wire(feature_list, size):
+    """The frames `[num_frames, size]`, a view into one serialization of the feature list, or
+    None when its frames are not all single values of `size` bytes (then `_frames` finds which).
+
+    Taking each frame's bytes from its own message (a Python object for every Feature, BytesList
+    and value) costs several times what the bytes do; serialized in C, the list holds them all at
+    a fixed stride, each behind the same header.
+    """
+    header = _frame_header(size)
+    wire = np.frombuffer(feature_list.SerializeToString(), np.uint8)
+    stride = len(header) + size
+    if len(wire) % stride:
+        return None
+    rows = wire.reshape(-1, stride)
+    if not (rows[:, :len(header)] == header).all():
+        return None
+    return rows[:, len(header):]
+
+
 def _frames(lists, key, size, path, index, vid):
     if key not in lists:
         raise InputError(path, f"video '{vid}' has no '{key}' feature list (found "
                                f"{sorted(lists)}); YouTube-8M frame records carry 'rgb' and "
                                f"'audio'", record=index)
+    frames = _frames_from_wire(lists[key], size)
+    if frames is not None:
+        return frames
     frames = [f.bytes_list.value[0] if f.bytes_list.value else b"" for f in lists[key].feature]
     data = b"".join(frames)
     if len(data) != size * len(frames):
