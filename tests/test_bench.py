@@ -17,6 +17,11 @@ def test_bench_writes_a_table_with_machine_method_and_figures(tmp_path):
         rate = float(re.match(r"([\d,.]+) ", row[3]).group(1).replace(",", ""))
         assert rate > 0
     assert rows[0][4] == "1.00x"
+    training = text.split("# Training")[1].split("# Scoring benchmark")[0]
+    fit = re.findall(r"\| ([\d.]+) \| ([\d.]+)x \|", training)
+    # a fold's fit does the plain fit's work and more (epoch-end evaluation and checkpoints)
+    assert len(fit) == 2 and float(fit[0][1]) == 1.0 and float(fit[1][1]) > 1.0
+    assert float(fit[1][0]) > float(fit[0][0]) > 0
     scoring, video = text.split("# Scoring benchmark")[1].split("# StNet clip decoding")
     speedups = [float(x) for x in re.findall(r"\| ([\d.]+)x \|", video.split("# Model")[0])]
     assert len(speedups) == 2 and speedups[0] == 1.0 and speedups[1] > 0

@@ -2,13 +2,19 @@
 
 Method: a generated competition (real record layout, 60-300 frames per video) is written to a
 temporary folder. Each figure is the median of several repeats:
-- cache build, one and two worker processes, from scratch into an empty folder;
+- cache build, one worker process and the default number (one per core, at most one per
+  shard), from scratch into an empty folder;
 - the same decoding without writing anything, like for like with
 - the straightforward alternative on the same shards: `tf.data.TFRecordDataset` with one
   `tf.io.parse_single_sequence_example` + `tf.io.decode_raw` per record, to numpy (decoding only,
-  nothing written);
+  nothing written); these four are timed in turn, one run of each per round after a warm-up
+  round, so that all see the same machine load;
 - the batch loader over the built cache, shuffled across shards, at the demo (60) and paper (300)
   frame counts, with background threads and without.
+
+Training: a fold of the NeXtVLAD demo spec on the sample competition (`--quick`: frame_logistic
+on the benchmark's cache) against a plain `fit` of the same epochs (`bench_train.fold_overhead`),
+and the training path per backend and feed (`bench_train.train_path_report`; not with --quick).
 
 Scoring: random predictions over 3862 classes with about 3 labels per video, float64 so that no
 two scores tie (where both implementations are defined to agree exactly):
@@ -64,6 +70,20 @@ def _median_time(fn, repeats):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _interleaved_medians(fns, repeats):
+    """Median seconds of each of `fns`, run in turn (a warm-up round, then `repeats` rounds) so
+    that a change in machine load falls on all of them alike."""
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, seconds in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+    return [statistics.median(seconds) for seconds in times]
 
 
 def _tf_per_record(files):
@@ -324,8 +344,38 @@ def _model_section(quick):
     return model_throughput(names, "demo", steps=2 if quick else 10)
 
 
-def run_benchmarks(output="features/bench.md", quick=False, progress=True):
+def _training_section(quick, tmp, progress):
+    """A fold's epoch-end work against a plain `fit` (on the sample competition as `make all`
+    trains it; quick: the benchmark's own cache), and the training path per backend and feed."""
+    from yt8m.bench_train import fold_overhead, train_path_report
     from yt8m.features.build import build_features
+    from yt8m.input.sample import SampleSpec, generate
+
+    if quick:
+        root, name, rounds = tmp, "frame_logistic", 1
+    else:
+        root, name, rounds = tmp / "sample", "nextvlad", 3
+        generate(root / "input", SampleSpec(), progress=progress)
+        build_features(root / "input", root / "features", num_folds=3, progress=False)
+    fold, plain, ratio = fold_overhead(root, name, rounds)
+    lines = ["# Training", "",
+             f"A fold of the `{name}` demo spec (`train_fold`: the held-out GAP@20 after every "
+             f"epoch, the epoch checkpoint, TensorBoard) against a plain `fit` of the same "
+             f"model, batches and epochs, in one process after a warm-up of each; median of "
+             f"{rounds} interleaved pair(s).", "",
+             "| run | fit seconds | vs plain fit |", "|---|---:|---:|",
+             f"| plain `fit` | {plain:.2f} | 1.00x |",
+             f"| `train_fold` | {fold:.2f} | {ratio:.2f}x |", ""]
+    if not quick:
+        import importlib.util
+
+        backends = tuple(b for b in ("tensorflow", "jax") if importlib.util.find_spec(b))
+        lines += train_path_report(["nextvlad"], "demo", steps=8, backends=backends)
+    return lines
+
+
+def run_benchmarks(output="features/bench.md", quick=False, progress=True):
+    from yt8m.features.build import build_features, default_workers
     from yt8m.features.cache import FeatureCache
     from yt8m.features.loader import BatchLoader
     from yt8m.input.sample import SampleSpec, generate
@@ -346,18 +396,18 @@ def run_benchmarks(output="features/bench.md", quick=False, progress=True):
             build_features(tmp / "input", tmp / f"features{next(runs)}", workers=workers,
                            num_folds=2, progress=False)
 
-        baseline = _median_time(lambda: _tf_per_record(files), repeats)
-        for label, seconds in [
-            ("tf.data + tf.io.parse_single_sequence_example per record (decode only)", baseline),
-            ("yt8m reader + schema decode only (same work as the baseline)",
-             _median_time(lambda: _yt8m_decode(files), repeats)),
-            ("yt8m features, 1 worker (decode, write arrays, checksums)",
-             _median_time(lambda: build(1), repeats)),
-            ("yt8m features, 2 workers", _median_time(lambda: build(2), repeats)),
-        ]:
+        timed = _interleaved_medians([lambda: _tf_per_record(files), lambda: _yt8m_decode(files),
+                                      lambda: build(1), lambda: build(None)], repeats)
+        baseline = timed[0]
+        for label, seconds in zip([
+            "tf.data + tf.io.parse_single_sequence_example per record (decode only)",
+            "yt8m reader + schema decode only (same work as the baseline)",
+            "yt8m features, 1 worker (decode, write arrays, checksums)",
+            f"yt8m features, default workers ({default_workers(len(files))})",
+        ], timed):
             rows.append(("shards -> arrays", label, f"{megabytes / seconds:,.0f} MB/s",
                          f"{total / seconds:,.0f} videos/s", f"{baseline / seconds:.2f}x"))
-        build_features(tmp / "input", tmp / "features", workers=2, num_folds=2, progress=False)
+        build_features(tmp / "input", tmp / "features", num_folds=2, progress=False)
         cache = FeatureCache(tmp / "features")
         all_rows = cache.rows()
         for frames, batch in ((60, 64), (300, 160)):
@@ -369,18 +419,21 @@ def run_benchmarks(output="features/bench.md", quick=False, progress=True):
                 rows.append(("loader", f"{frames} frames, batch {batch}, shuffled, {threads}",
                              f"{len(all_rows) * frames * 1152 / seconds / 1e6:,.0f} MB/s",
                              f"{len(all_rows) / seconds:,.0f} examples/s", ""))
+        training = _training_section(quick, tmp, progress)
     lines = [
         "# Feature cache benchmark",
         "",
         f"Machine: {_machine()}.",
         f"Data: {shards} generated frame-level shards, {total} videos, {megabytes:.0f} MB "
-        f"(60-300 frames per video). Median of {repeats} run(s) per row; the ratio column is "
-        f"the speed-up over the per-record tf.io baseline measured in the same run.",
+        f"(60-300 frames per video). Median of {repeats} run(s) per row (the shards -> arrays "
+        f"rows in turn, after a warm-up run of each); the ratio column is the speed-up over "
+        f"the per-record tf.io baseline measured in the same run.",
         "",
         "| stage | method | bytes | items | vs baseline |",
         "|---|---|---:|---:|---:|",
         *[f"| {' | '.join(r)} |" for r in rows],
         "",
+        *training,
         *_scoring_section(quick, repeats),
         *_video_section(quick, repeats),
         *_model_section(quick),

@@ -79,9 +79,10 @@ def _labels(rng, n):
     return offsets, draws[keep].astype(np.int32)
 
 
-def write_cache(features, videos, test_videos, seed=0):
-    """A synthetic frame-level cache of `videos` labeled videos in 2 * FOLDS shards (one frame
-    each) and `test_videos` test videos, with folds.csv; written without TFRecords."""
+def write_cache(features, videos, test_videos, seed=0, frames=1):
+    """A synthetic frame-level cache of `videos` labeled videos in 2 * FOLDS shards (`frames`
+    random frames each) and `test_videos` test videos, with folds.csv; written without
+    TFRecords."""
     from yt8m.features.convert import FEATURE_DIM
     from yt8m.features.folds import assign_folds
     from yt8m.fileio import write_json
@@ -103,12 +104,12 @@ def write_cache(features, videos, test_videos, seed=0):
             offsets, ids = _labels(rng, n)
         np.save(d / "label_offsets.npy", offsets)
         np.save(d / "labels.npy", ids)
-        np.save(d / "frame_offsets.npy", np.arange(n + 1, dtype=np.int64))
-        np.save(d / "frames.npy", rng.integers(0, 256, (n, FEATURE_DIM), dtype=np.uint8))
+        np.save(d / "frame_offsets.npy", np.arange(n + 1, dtype=np.int64) * frames)
+        np.save(d / "frames.npy", rng.integers(0, 256, (n * frames, FEATURE_DIM), dtype=np.uint8))
         np.save(d / "means.npy", rng.normal(size=(n, FEATURE_DIM)).astype(np.float32))
         labeled = int(np.count_nonzero(np.diff(offsets)))
         entries.append({"name": name, "split": split, "source": f"synthetic/{name}",
-                        "videos": n, "labeled_videos": labeled, "frames": n,
+                        "videos": n, "labeled_videos": labeled, "frames": n * frames,
                         "skipped_records": 0, "truncated_videos": 0, "zero_frame_videos": 0,
                         "crc32c": 0})
         shards.append((name, split, labeled))

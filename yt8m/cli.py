@@ -155,6 +155,16 @@ def _bench(args):
                    text)
         print(text)
         return
+    if args.train_path:
+        from yt8m.bench_train import train_path_report
+        from yt8m.fileio import write_text
+
+        text = "\n".join(train_path_report((args.models or "nextvlad").split(","), args.preset,
+                                            args.steps, tuple(args.backends.split(","))))
+        write_text(args.output if args.output != "features/bench.md" else "features/train.md",
+                   text)
+        print(text)
+        return
     if args.models:
         from yt8m.fileio import write_text
         from yt8m.models.registry import models
@@ -515,7 +525,9 @@ def build_parser():
     p.add_argument("--input", default="input")
     p.add_argument("--features", default="features")
     p.add_argument("--level", default="frame", choices=["frame", "video"])
-    p.add_argument("--workers", type=int, default=2, help="shards converted in parallel")
+    p.add_argument("--workers", type=int,
+                   help="processes converting shards side by side (default: one per core, "
+                        "at most one per shard)")
     p.add_argument("--folds", type=int,
                    help="number of folds K (default: the K of an existing folds.csv, else 5)")
     p.add_argument("--fold-splits", default="train,validate",
@@ -562,7 +574,9 @@ def build_parser():
                    help="with --convert: build with `yt8m features --delete-input`, deleting "
                         "the shards of input/<level>/ once converted and verified")
     p.add_argument("--features", default="features")
-    p.add_argument("--workers", type=int, default=2, help="shards converted in parallel")
+    p.add_argument("--workers", type=int,
+                   help="processes converting shards side by side (default: one per core, "
+                        "at most one per shard)")
     p.add_argument("--folds", type=int,
                    help="number of folds K (default: the K of an existing folds.csv, else 5)")
     p.add_argument("--skip-corrupt", action="store_true", help="as for `yt8m features`")
@@ -570,7 +584,7 @@ def build_parser():
 
     p = command("bench", _bench, "measure cache, loader, scoring and model throughput",
                 "Generate a benchmark competition in a temporary folder, time the cache build "
-                "(one and two workers) against per-record tf.io parsing of the same shards, "
+                "(one worker and the default) against per-record tf.io parsing of the same shards, "
                 "time the batch loader at the demo and paper frame counts, the metrics against "
                 "a per-class heap implementation, and every demo model's train and inference "
                 "steps. Writes Markdown tables with the machine and the method. With --models, "
@@ -587,6 +601,13 @@ def build_parser():
                    help="instead: every stage's time and peak memory on a synthetic "
                         "competition at two sizes (--sizes), into features/scale.md")
     p.add_argument("--sizes", default="10000,40000", help="labeled videos, comma-separated")
+    p.add_argument("--train-path", action="store_true",
+                   help="instead: examples/s of the real training path (cache, loader, "
+                        "look-ahead feed, compiled fit step) for --models (default nextvlad) at "
+                        "--preset, per backend (--backends) and feed, into features/train.md; "
+                        "on a GPU: yt8m bench --train-path --preset paper --backends jax")
+    p.add_argument("--backends", default="tensorflow,jax",
+                   help="Keras backends for --train-path, comma-separated")
     p.add_argument("--top-k", action="store_true",
                    help="instead, in a trained workspace (make all): every ensembles/*.yaml "
                         "built from dense and from top-k (yt8m compact) copies of its members, "

@@ -163,10 +163,14 @@ class CacheBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, cache, rows, level, training, shuffle, seed=0, teacher=None,
-                 shard=False, look_ahead=2):
+                 shard=False, look_ahead=None):
         super().__init__()
         # the next `look_ahead` batches are assembled in a background thread while the step
-        # runs (Keras' JAX trainer on a CPU asks for each batch only when its step starts)
+        # runs. Default: 2 under JAX, whose trainer asks for each batch only when its step
+        # starts; 0 under TensorFlow, where Keras already runs the feed in a prefetching
+        # tf.data pipeline (a thread of ours there only competes for the cores)
+        if look_ahead is None:
+            look_ahead = 2 if keras.backend.backend() == "jax" else 0
         self.look_ahead, self._pool, self._pending = look_ahead, None, {}
         self.level, self.teacher, self.shard = level, teacher, shard
         size = training.get("batch_size", 32)
