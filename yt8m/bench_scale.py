@@ -204,16 +204,23 @@ def run_stage(stage, root):
     return {"seconds": time.perf_counter() - start, "peak_bytes": memory.peak}
 
 
-def measure(stage, root, timeout=3600):
-    """`run_stage` in a fresh process; returns its dict."""
-    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-m", "yt8m.bench_scale", stage, str(root)],
+def fresh_process(module, args, what, env=None, timeout=3600):
+    """Run `python -m module args...` in a fresh process and return the dict it prints last
+    as a JSON line; `what` names the run in the error if it fails."""
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "3"} | (env or {})
+    done = subprocess.run([sys.executable, "-m", module, *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=timeout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode or not lines:
-        raise RuntimeError(f"stage {stage} at {root}: exit {done.returncode}\n"
+        raise RuntimeError(f"{what}: exit {done.returncode}\n"
                            f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
     return json.loads(lines[-1])
+
+
+def measure(stage, root, timeout=3600):
+    """`run_stage` in a fresh process; returns its dict."""
+    return fresh_process("yt8m.bench_scale", [stage, root], f"stage {stage} at {root}",
+                         timeout=timeout)
 
 
 def scale_table(sizes=(10_000, 40_000), stages=STAGES, work=None):

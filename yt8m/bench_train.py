@@ -14,9 +14,7 @@ thread while the step runs), and `look-ahead 0` (each batch assembled when the s
 """
 
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,15 +76,10 @@ def run(name, preset, steps, look_ahead, root, repeats):
 
 def measure(backend, name, preset, steps, look_ahead, root, repeats=3, timeout=3600):
     """`run` in a fresh process under `backend`; returns its dict."""
-    env = os.environ | {"KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    args = [sys.executable, "-m", "yt8m.bench_train", name, preset, str(steps), str(look_ahead),
-            str(root), str(repeats)]
-    done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"{name} under {backend}: exit {done.returncode}\n"
-                           f"{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    return json.loads(lines[-1])
+    from yt8m.bench_scale import fresh_process
+
+    return fresh_process("yt8m.bench_train", [name, preset, steps, look_ahead, root, repeats],
+                         f"{name} under {backend}", {"KERAS_BACKEND": backend}, timeout)
 
 
 def train_path_report(names, preset="demo", steps=8, backends=("tensorflow", "jax"),
