@@ -4,8 +4,9 @@
 
     state.json                 the commit record, replaced atomically and written last: the run's
                                identity, every finished epoch's logs, the kept backups
-    backup/epoch_<N>.npz       every model and optimizer variable after N epochs (the last two)
-    best/epoch_<E>.weights.h5  the model's weights after epoch E, the best so far by `monitor`
+    backup/epoch_<N>.npz       every model and optimizer variable after N epochs: the last two,
+                               and the one after the best epoch so far by `monitor` (its
+                               weights are the best weights: nothing more is written for them)
     log.csv                    the finished epochs' logs, rewritten from state.json
 
 Every file is written to a temporary name and renamed, referenced by `state.json` only once it
@@ -83,17 +84,13 @@ class EpochCheckpoint(keras.callbacks.Callback):
             resume), or None.
         say: called with a line when `restore` falls back or starts over.
         write: False in the processes of a cluster other than the chief (see the module).
-        local: in a cluster, the chief's `distribution.LocalModel` of the model, which writes
-            the best weights files: saving the model itself would run a step (a variable
-            creation) that the other processes do not take part in.
 
     Call `restore(model)` before `fit` and pass the epoch it returns as `initial_epoch`.
     """
 
-    def __init__(self, folder, identity, monitor=None, patience=None, say=print, write=True,
-                 local=None):
+    def __init__(self, folder, identity, monitor=None, patience=None, say=print, write=True):
         super().__init__()
-        self.write, self.local = write, local
+        self.write = write
         self.folder = Path(folder)
         self.identity = identity
         self.monitor = monitor
@@ -107,17 +104,23 @@ class EpochCheckpoint(keras.callbacks.Callback):
         return self.folder / "backup" / f"epoch_{epochs}.npz"
 
     def _best_path(self, epoch):
-        return self.folder / "best" / f"epoch_{epoch}.weights.h5"
+        return self._backup_path(epoch + 1)
 
     def best(self, epochs=None):
         """(epoch, value) of the best epoch among the first `epochs` (default: all) finished."""
         history = self.history if epochs is None else self.history[:epochs]
         return best_epoch(history, self.monitor) if self.monitor else None
 
-    def best_weights(self):
-        """The best epoch's weights file (None without a monitor or a finished epoch)."""
+    def best_weights(self, model):
+        """The values of `model.weights` after the best epoch, from its backup (None without a
+        monitor or a finished epoch). Raises OSError, ValueError, KeyError, EOFError or
+        zipfile.BadZipFile when the backup is damaged."""
         best = self.best()
-        return self._best_path(best[0]) if best else None
+        if best is None:
+            return None
+        values = self._read_backup(model, best[0] + 1)
+        at = {id(variable): i for i, variable in enumerate(_variables(model))}
+        return [values[at[id(weight)]] for weight in model.weights]
 
     @property
     def epochs_done(self):
@@ -148,10 +151,9 @@ class EpochCheckpoint(keras.callbacks.Callback):
     def _remove_unreferenced(self):
         keep = {self._backup_path(n) for n in self.backups}
         keep |= {self._best_path(b[0]) for b in map(self.best, self.backups) if b}
-        for sub in ("backup", "best"):
-            for path in (self.folder / sub).glob("*"):
-                if path not in keep:
-                    path.unlink(missing_ok=True)
+        for path in (self.folder / "backup").glob("*"):
+            if path not in keep:
+                path.unlink(missing_ok=True)
 
     def _save_backup(self, epochs):
         from .distribution import local_numpy
@@ -166,12 +168,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if any(v is not None and not math.isfinite(v) for v in values):
             return  # a diverged epoch is never committed (the caller reports it)
         row = {"epoch": epoch} | logs
-        if self.write and self.monitor and _is_better(row.get(self.monitor), self.best()):
-            with atomic_path(self._best_path(epoch), suffix=".weights.h5") as tmp:
-                if self.local is None:
-                    self.model.save_weights(str(tmp))
-                else:
-                    self.local.run(lambda copy: copy.save_weights(str(tmp)), self.model)
         if self.write:
             self._save_backup(epoch + 1)
         self.history.append(row)
@@ -204,14 +200,10 @@ class EpochCheckpoint(keras.callbacks.Callback):
         return [value.astype(variable.dtype) if hasattr(variable, "dtype") else value
                 for variable, value in zip(variables, values)]
 
-    def _best_is_readable(self, epochs):
+    def _best_is_readable(self, model, epochs):
         best = self.best(epochs)
-        if best is None:
-            return
-        import h5py
-
-        with h5py.File(self._best_path(best[0]), "r"):
-            pass
+        if best is not None and best[0] + 1 != epochs:
+            self._read_backup(model, best[0] + 1)
 
     def restore(self, model):
         """Load the newest readable backup into `model` (and its optimizer, which must be built);
@@ -255,7 +247,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 self.history = history[:epochs]
                 try:
                     values = self._read_backup(model, epochs)
-                    self._best_is_readable(epochs)
+                    self._best_is_readable(model, epochs)
                 except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
                     self.say(f"{self._backup_path(epochs).parent.parent}: the checkpoint after "
                              f"epoch {epochs} is damaged ({type(e).__name__}: {e}); trying an "
@@ -286,7 +278,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         if not self.write:
             return
         (self.folder / STATE).unlink(missing_ok=True)
-        for sub in ("backup", "best"):
+        for sub in ("backup", "best"):  # best/: the best weights files of earlier versions
             shutil.rmtree(self.folder / sub, ignore_errors=True)
 
 

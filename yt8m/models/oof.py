@@ -4,7 +4,7 @@ For model id `<id>` (the spec's file stem) and fold k, `models/<id>/fold_<k>/` r
 
     log.csv             one row per epoch (loss, val_gap, val_hit_at_one, val_perr, val_map)
     ../tensorboard/fold_<k>/  the same curves for TensorBoard (`make tensorboard`)
-    state.json, backup/, best/  while the fold trains: its committed epochs (`EpochCheckpoint`)
+    state.json, backup/ while the fold trains: its committed epochs (`EpochCheckpoint`)
     best.weights.h5     the epoch with the best GAP@20 on fold k
     oof_*.npy           fold k's logits (float32) and ids
     test_*.npy          the test split's logits from this fold's model
@@ -36,6 +36,7 @@ import json
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -256,7 +257,7 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     checkpoint = EpochCheckpoint(
         folder, {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache)},
         monitor="val_gap", patience=training.get("early_stopping"),
-        say=lambda line: log(out, line), write=chief, local=models.local)
+        say=lambda line: log(out, line), write=chief)
     initial_epoch = checkpoint.restore(model)
     if initial_epoch:
         log(out, f"{out.name} fold {fold}: resuming after epoch {initial_epoch}", quiet=True)
@@ -296,27 +297,26 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
                         f"run again. Other folds' outputs are untouched")
     if not chief:
         return None
-    best_path = checkpoint.best_weights()
-    if best_path is None:
+    if checkpoint.best() is None:
         raise Yt8mError(f"{spec.source}: fold {fold} finished without a best epoch")
     evaluator = Evaluator(cache.num_classes, from_logits=True)
 
     def finish(best):  # predict and save with the best epoch's weights
         predict_into(folder, "oof", best, spec, cache, val_rows, evaluator)
         predict_into(folder, "test", best, spec, cache, test_rows)
+        with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
+            best.save_weights(str(tmp))
         if fold == 0:
             with atomic_path(out / "model.keras", suffix=".keras") as tmp:
                 best.save(tmp)
 
     try:
-        if models.local is None:
-            model.load_weights(str(best_path))
-        else:  # the chief's own copy, outside the distribution
-            models.local.run(lambda copy: None, best_path)
-    except (OSError, ValueError) as e:
+        weights = checkpoint.best_weights(model)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         if _attempt:
             raise
-        log(out, f"{best_path}: damaged ({type(e).__name__}: {e}); fold {fold} starts again")
+        log(out, f"{folder}: the best epoch's checkpoint is damaged ({type(e).__name__}: {e}); "
+                 f"fold {fold} starts again")
         checkpoint.clear()
         if models.local is not None:  # the other processes have moved on
             raise Yt8mError(f"{spec.source}: fold {fold}'s best weights were damaged and are "
@@ -324,12 +324,12 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
                             f"the fold again") from e
         return train_fold(spec, out, cache, fold, progress, models, _attempt=1)
     if models.local is None:
+        for variable, value in zip(model.weights, weights, strict=True):
+            variable.assign(value)
         finish(model)
-    else:
-        models.local.run(finish, None)
+    else:  # the chief's own copy, outside the distribution
+        models.local.run(finish, weights)
     scores = evaluator.result()
-    with atomic_path(folder / "best.weights.h5", suffix=".weights.h5") as tmp:
-        shutil.copyfile(best_path, tmp)
     epochs_run = checkpoint.epochs_done
     record = {"fold": fold, "config_hash": spec.config_hash(),
               "data_hash": data_fingerprint(cache), "metrics": scores,
@@ -379,8 +379,7 @@ def train_refit(spec, out, cache, models, progress=False):
     model, data = models.start(-1, rows, seed=spec.seed * 1000 + 999)
     checkpoint = EpochCheckpoint(
         folder, {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
-                 "epochs": epochs}, say=lambda line: log(out, line), write=chief,
-        local=models.local)
+                 "epochs": epochs}, say=lambda line: log(out, line), write=chief)
     initial_epoch = checkpoint.restore(model)
     data.start_at(initial_epoch)
     guard, start = NanGuard(), time.perf_counter()
