@@ -56,7 +56,7 @@ ID ?=
 SUB ?=
 MSG ?=
 
-.PHONY: help all setup sample features train train-all ensemble distill compact tensorboard lab submission submit test \
+.PHONY: help all setup sample features train segments train-all ensemble distill compact tensorboard lab submission submit test \
         sample-video train-video \
         test-slow lint format bench bench-scale download download-features download-kaggle clean-features clean
 
@@ -92,6 +92,10 @@ features: setup ## Decode input/ shards into the features/ cache and assign fold
 train: setup ## Train one spec out-of-fold (MODEL=<id>, optionally FOLD=k) into models/<id>/
 	@test -n "$(MODEL)" || { echo "make train: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
 	$(YT8M) train models/$(MODEL).yaml $(if $(FOLD),--fold $(FOLD)) $(TRAIN_FLAGS)
+
+segments: setup ## 2019: fine-tune a trained spec with a segments: section on the rated segments and score every test segment (MODEL=<id>)
+	@test -n "$(MODEL)" || { echo "make segments: name a spec, e.g. MODEL=nextvlad (models/*.yaml)"; exit 2; }
+	$(YT8M) segments models/$(MODEL).yaml
 
 train-all: setup $(SPECS:.yaml=/metrics.json) ## Train every YouTube-8M spec in models/*.yaml over every fold (skips what is up to date; LEVEL=video: the video-level ones on features/video/; PRESET=paper: models/paper/*.yaml)
 	@$(YT8M) leaderboard --roots $(ENSEMBLES_OUT) $(MODELS_DIR)
@@ -142,7 +146,7 @@ lab: setup ## Install JupyterLab (extra `notebooks`) and open the notebooks/ fol
 	$(PY) -m pip install --quiet -e '.[dev,notebooks]'
 	$(VENV)/bin/jupyter lab notebooks
 
-submission: setup ## Write submissions/<id>.csv from the best test predictions (SRC, ID, GZIP, FORCE; PRESET=paper: the best of ensembles/paper/ and models/paper/)
+submission: setup ## Write submissions/<id>.csv from the best test predictions (SRC, ID, GZIP, FORCE; PRESET=paper: the best of ensembles/paper/ and models/paper/; COMPETITION=youtube8m-2019: Class,Segments from the best segment scores)
 	$(YT8M) submission write --competition $(COMPETITION) $(if $(SRC),--source $(SRC)) \
 	  $(if $(PRESET),--roots $(ENSEMBLES_OUT) $(MODELS_DIR)) \
 	  $(if $(ID),--id $(ID)) $(if $(GZIP),--gzip) $(if $(FORCE),--force)

@@ -1,18 +1,18 @@
-"""Out of fold, every demo model learns a generated competition, most of them better than their
+"""Out of fold, every demo model learns a generated competition, all but one better than their
 baseline.
 
 Each model is the demo preset's architecture trained over 2 folds with one pinned schedule (the
 same for the models and their baselines), and its pooled OOF GAP@20 must beat the mean-pooled
 logistic baseline's OOF GAP (video-level models: the video-level logistic baseline) by a margin.
-The last-state recurrent models and Soft-DBoF do not beat that baseline on this data, where a
-label's evidence sits in a short key segment among noisy frames: the frame mean averages the
-noise away in one step, a recurrent state or a histogram of 32 cluster assignments must learn
-to. Sixteen epochs instead of eight widen the gap (LSTM 0.501 against 0.555 on fold 0), so
-they are held to learning most of what the baseline learns, far above the class prior's 0.09.
+The competition has ordered classes (`SampleSpec.ordered_classes`): twins whose key segments
+show the same two motifs in opposite orders, which only a model reading the frames in order
+tells apart; the LSTM beats the baseline through them. The GRU does not (its state forgets a key
+segment faster on this data: 256 cells reach 0.446 against the baseline's 0.434), so it is held
+to learning most of what the baseline learns, far above the class prior's 0.09.
 The schedule is longer than the demo presets' own: `make all`'s four epochs on the sample show
 the pipeline in its time budget but stop the frame-level models long before they converge.
 
-Slow (about five minutes on two cores): run by `make test-slow`, which CI runs.
+Slow (about ten minutes on two cores): run by `make test-slow`, which CI runs.
 """
 
 import pytest
@@ -24,7 +24,7 @@ from yt8m.models import oof
 # The sample competition's generator at a size two cores train every demo model on in minutes:
 # 200 classes, 2,100 labeled videos in 14 shards, 2 folds.
 QUALITY = SampleSpec(seed=5, num_classes=200, train_shards=12, validate_shards=2, test_shards=1,
-                     videos_per_shard=150, min_frames=60, max_frames=150)
+                     videos_per_shard=150, min_frames=60, max_frames=150, ordered_classes=0.6)
 MARGIN = 0.02
 # Pinned, so that later changes to the demo defaults cannot silently weaken the bar.
 TRAINING = ("{epochs: 8, batch_size: 32, learning_rate: 2.0e-3, num_frames: 32, "
@@ -34,9 +34,10 @@ BASELINE = {"nextvlad": "frame_logistic", "attention_cluster": "frame_logistic",
             "attention_lstm": "frame_logistic", "gated_netvlad": "frame_logistic",
             "dbof": "frame_logistic", "mix_nextvlad": "frame_logistic",
             "gated_netrvlad": "frame_logistic", "netfv": "frame_logistic",
+            "lstm": "frame_logistic", "soft_dbof": "frame_logistic",
             "video_moe": "video_logistic"}
 # model -> the share of frame_logistic's OOF GAP it must reach (see the module docstring)
-NEAR_BASELINE = {"lstm": 0.85, "gru": 0.85, "soft_dbof": 0.85}
+NEAR_BASELINE = {"gru": 0.9}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def oof_gap(root, name):
         labeled = (QUALITY.train_shards + QUALITY.validate_shards) * QUALITY.videos_per_shard
         assert metrics["oof"]["videos"] == labeled  # every labeled video, once
         _SCORES[name] = metrics["oof"]["gap"]
+        print(f"{name}: OOF GAP@20 {_SCORES[name]:.4f}")  # shown with -s
     return _SCORES[name]
 
 
@@ -72,6 +74,7 @@ def test_demo_model_beats_the_mean_pooled_logistic_baseline_out_of_fold(competit
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NEAR_BASELINE))
-def test_recurrent_and_soft_dbof_demos_learn_most_of_what_the_baseline_learns(competition, name):
+def test_the_gru_demo_learns_most_of_what_the_baseline_learns(competition, name):
     baseline = oof_gap(competition, "frame_logistic")
-    assert oof_gap(competition, name) > NEAR_BASELINE[name] * baseline > 0.4
+    assert baseline > 0.4
+    assert oof_gap(competition, name) > NEAR_BASELINE[name] * baseline

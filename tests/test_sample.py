@@ -1,5 +1,7 @@
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +59,10 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     spec = SampleSpec(train_shards=1, validate_shards=0, test_shards=1, videos_per_shard=4,
                       max_frames=70, num_classes=200)
     generate(tmp_path / "a", spec, progress=False)
-    generate(tmp_path / "b", spec, progress=False)
+    # another process: protobuf's map order is not the same from one process to the next
+    subprocess.run([sys.executable, "-c", "import sys; from yt8m.input.sample import SampleSpec, "
+                    "generate; generate(sys.argv[1], SampleSpec(**eval(sys.argv[2])), "
+                    "progress=False)", str(tmp_path / "b"), repr(spec.__dict__)], check=True)
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
     generate(tmp_path / "c", SampleSpec(**{**spec.__dict__, "seed": 5}), progress=False)
     assert _digest(tmp_path / "c")["train0000.tfrecord"] != _digest(tmp_path / "a")[
@@ -136,3 +141,73 @@ def test_learnable_from_frames_beyond_the_mean_and_from_audio(learnable):
     assert mean_gap > 0.25, mean_gap
     assert frame_gap > mean_gap + 0.03, (frame_gap, mean_gap)
     assert mean_gap > rgb_gap + 0.04, (mean_gap, rgb_gap)
+
+
+def test_ordered_twins_differ_only_in_the_order_of_their_motifs(tmp_path):
+    """Twin classes look alike in the mean over frames; their motifs come in opposite orders."""
+    spec = SampleSpec(seed=7, num_classes=40, train_shards=5, validate_shards=0, test_shards=0,
+                      videos_per_shard=60, max_frames=150, ordered_classes=0.5)
+    generate(tmp_path / "input", spec, progress=False)
+    build_features(tmp_path / "input", tmp_path / "features", workers=1, progress=False)
+    cache = FeatureCache(tmp_path / "features")
+    world = _World(spec)
+    assert len(world.motifs) >= 8  # a sizeable share of the 40 classes, in twin pairs
+    labels = cache.multi_hot(cache.rows()).astype(bool)
+    checked = 0
+    for c, (first, second) in world.motifs.items():
+        mate = world.twin[c]
+        assert world.motifs[mate][0] is second and world.motifs[mate][1] is first
+        rows = np.flatnonzero(labels[:, c] & ~labels[:, mate])
+        if len(rows) < 5:
+            continue
+        checked += 1
+        in_order, mean_gap = [], []
+        for row in rows:
+            rgb = dequantize(cache.frames(row))[:, :1024]
+            in_order.append(np.argmax(rgb @ first) < np.argmax(rgb @ second))
+            # over the frames, the two motifs show about equally
+            mean_gap.append(rgb.mean(0) @ (first - second) / (rgb.mean(0) @ (first + second)))
+        assert np.mean(in_order) > 0.9, c
+        assert abs(np.median(mean_gap)) < 0.2, c
+        assert np.allclose(world.prototypes["rgb"][c], world.prototypes["rgb"][mate])
+    assert checked >= 2
+
+
+def test_2019_sample_rates_validate_segments_where_the_class_shows(tmp_path):
+    """Validate videos carry ratings of their scored labels, the test videos' are the answer key,
+    and the evidence is local: scoring each rated segment from its own frames ranks segments
+    better than giving every segment its video's score."""
+    from yt8m.segment_metrics import SegmentEvaluator
+
+    spec = SampleSpec(seed=19, version="2019", num_classes=60, scored_classes=40, train_shards=4,
+                      validate_shards=2, test_shards=1, videos_per_shard=100, max_frames=150)
+    generate(tmp_path / "input", spec, progress=False)
+    build_features(tmp_path / "input", tmp_path / "features", workers=1, progress=False)
+    cache = FeatureCache(tmp_path / "features")
+    scored = pd.read_csv(tmp_path / "input" / "segment_label_ids.csv")["Index"].to_numpy()
+    assert len(scored) == 40 and set(scored) <= set(range(60))
+    answer = pd.read_csv(tmp_path / "input" / "segment_solution.csv")
+    assert set(answer["Rating"]) == {0, 1} and set(answer["Class"]) <= set(scored)
+    test_ids = set(cache.ids[cache.rows("test")])
+    assert {s.split(":")[0] for s in answer["Segment"]} <= test_ids
+    row, start, label, rating = cache.segment_ratings()
+    assert set(cache.split[row]) == {"validate"} and set(label) <= set(scored)
+    assert set(start % 5) == {0} and 0.4 < rating.mean() < 0.8
+    train = cache.rows("train")
+    model = _ridge(cache.means(train), cache.multi_hot(train))
+    valid = np.unique(row)
+    index, windows, videos = {}, [], []
+    for r in valid:  # every 5-second segment of the rated videos
+        x = dequantize(cache.frames(r))
+        video_score = model(x.mean(0, keepdims=True))[0]
+        for s in range(0, len(x), 5):
+            index[(r, s)] = len(windows)
+            windows.append(model(x[s:s + 5].mean(0, keepdims=True))[0])
+            videos.append(video_score)
+    segments = [index[(r, s)] for r, s in zip(row, start, strict=True)]
+    maps = {}
+    for name, scores in (("window", windows), ("video", videos)):
+        ev = SegmentEvaluator(scored, segments, label, rating)
+        ev.update(np.stack(scores))
+        maps[name] = ev.result()["map"]
+    assert maps["window"] > maps["video"] + 0.1, maps

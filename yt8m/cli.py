@@ -10,7 +10,8 @@ from yt8m.errors import Yt8mError
 
 # `yt8m sample` options, each a field of SampleSpec
 SAMPLE_OPTIONS = ("seed", "version", "num_classes", "train_shards", "validate_shards",
-                  "test_shards", "videos_per_shard", "min_frames", "max_frames")
+                  "test_shards", "videos_per_shard", "min_frames", "max_frames",
+                  "ordered_classes", "scored_classes")
 
 
 def _sample(args):
@@ -206,13 +207,33 @@ def _submission_write(args):
     path, info, written = write_submission(
         args.source, args.output, args.id, args.features, args.level, args.input, gz=args.gzip,
         force=args.force, competition=competition_slug(args.competition), roots=args.roots)
+    state = "wrote" if written else "up to date:"
+    if info.get("source_kind") == "segments":
+        print(f"{state} {path} ({info['rows']} classes, {info['segments']} test segments, from "
+              f"{info['source']}; out-of-fold MAP@100000 {info['oof']['map']:.4f})")
+        answer_key = Path(args.input) / "segment_solution.csv"
+        if answer_key.is_file():
+            _print_segment_score(path, answer_key, args)
+        return
     gap = (info.get("oof") or {}).get("gap")
     estimate = f"; OOF GAP@20 {gap:.5f}" if isinstance(gap, float) else ""
-    state = "wrote" if written else "up to date:"
     print(f"{state} {path} ({info['rows']} videos, from {info['source']}{estimate})")
     solution = Path(args.input) / "solution.csv"
     if solution.is_file():
         _print_score(path, solution, args, info.get("classes"))
+
+
+def _print_segment_score(path, answer_key, args):
+    from yt8m.submissions import segments
+    from yt8m.submissions.build import scored_segment_classes
+
+    classes = scored_segment_classes(args.input)
+    if classes is None:
+        raise Yt8mError(f"{args.input}/segment_label_ids.csv is missing: the scored classes of "
+                        f"a segment submission")
+    result = segments.score(path, answer_key, classes)
+    print(f"scored against {answer_key}: MAP@{result['top_k']} {result['map']:.5f} "
+          f"({result['ratings']} rated test segments)")
 
 
 def _print_score(path, solution, args, num_classes=None):
@@ -246,6 +267,11 @@ def _submission_check(args):
 
 
 def _submission_score(args):
+    from yt8m.submissions.build import first_line
+    from yt8m.submissions.segments import HEADER
+
+    if first_line(args.file) == HEADER:
+        return _print_segment_score(args.file, args.segment_solution, args)
     _print_score(args.file, args.solution, args)
 
 
@@ -320,6 +346,18 @@ def _train(args):
     if failed:
         raise Yt8mError(f"{len(failed)} of {len(specs)} specs failed ({', '.join(failed)}); the "
                         f"others are trained, and running the same command again resumes")
+
+
+def _segments(args):
+    from yt8m.models.segments import run
+
+    for spec in args.specs:
+        metrics = run(spec, args.features, args.input, args.models, progress=not args.quiet)
+        oof = metrics["oof"]
+        folds = ", ".join(f"{f['map']:.4f} (video model {f['map_before']:.4f})"
+                          for f in metrics["folds"])
+        print(f"{Path(spec).stem}: segments out-of-fold MAP@{metrics['top_k']} {oof['map']:.4f} "
+              f"over {oof['classes']} classes, {oof['segments']} segments; per fold {folds}")
 
 
 def _join_cluster(args, video):
@@ -499,8 +537,16 @@ def build_parser():
                 "command prints the shards, videos and classes it wrote.")
     p.add_argument("--output", default="input", help="folder to write into")
     for name in SAMPLE_OPTIONS:  # unset: SampleSpec's default
-        extra = dict(choices=["2017", "2018", "2019"], help="dataset version whose record keys "
-                     "to use") if name == "version" else dict(type=int)
+        extra = dict(type=int)
+        if name == "version":
+            extra = dict(choices=["2017", "2018", "2019"],
+                         help="dataset version whose record keys to use")
+        elif name == "ordered_classes":
+            extra = dict(type=float, help="share of classes (0 to 1) whose evidence is two "
+                         "motifs in order, each with a twin that shows them the other way round")
+        elif name == "scored_classes":
+            extra = dict(type=int, help="--version 2019: the classes whose segments are rated "
+                         "(segment_label_ids.csv), at most --num-classes")
         p.add_argument("--" + name.replace("_", "-"), default=argparse.SUPPRESS, **extra)
     p.add_argument("--force", action="store_true", help="regenerate even if present")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -649,6 +695,21 @@ def build_parser():
                         "video-level models (video_logistic, video_moe) on the video-level "
                         "features and refuses frame-level ones")
 
+    p = command("segments", _segments, "2019: fine-tune trained specs on rated segments and "
+                "score every 5-second segment",
+                "For each frame-level spec with a `segments:` section (epochs, learning_rate, "
+                "batch_size), after its folds are trained: fine-tune each fold's model on the "
+                "rated segments of the other folds' validate videos (only the rated classes "
+                "count), score every 5-second segment of its own rated videos (out of fold) and "
+                "of the test videos, and write models/<id>/segments/ with the out-of-fold "
+                "MAP@100000 over the scored classes (input/segment_label_ids.csv). Finished "
+                "folds are kept.")
+    p.add_argument("specs", nargs="+", help="models/<id>.yaml files")
+    p.add_argument("--features", default="features")
+    p.add_argument("--input", default="input", help="where segment_label_ids.csv is")
+    p.add_argument("--models", help="output folder (default: the spec's folder)")
+    p.add_argument("--quiet", action="store_true", help="no Keras progress bars")
+
     p = command("predict", _predict, "score a split with a trained model, without retraining",
                 "Score the videos of one split of a feature cache (the training cache's test "
                 "split, or a cache built from new shards with yt8m features --input NEW "
@@ -770,9 +831,12 @@ def build_parser():
 
     a = action("score", _submission_score, "score a submission against an answer key",
                "GAP@20, Hit@1, PERR and mAP of a video-level submission against a "
-               "VideoId,Labels CSV (the sample competition writes input/solution.csv).")
+               "VideoId,Labels CSV (the sample competition writes input/solution.csv); "
+               "MAP@100000 of a 2019 Class,Segments submission against a Segment,Class,Rating "
+               "CSV (the 2019 sample writes input/segment_solution.csv).")
     a.add_argument("file")
     a.add_argument("--solution", default="input/solution.csv")
+    a.add_argument("--segment-solution", default="input/segment_solution.csv")
 
     a = action("submit", _submission_submit, "send a submission with the kaggle CLI",
                "Check a submission, then run `kaggle competitions submit` for it. Credentials "

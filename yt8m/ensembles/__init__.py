@@ -6,6 +6,7 @@ A spec names its members (model ids under `models/`) and a combiner:
     combiner: weighted        # mean | weighted | stack
     space: logits             # mean only: average logits, or probabilities
     stacker: {epochs: 15}     # stack only: see `stacking.STACKER_DEFAULTS`
+    segments: true            # 2019: blend the members' segment scores (`segments`)
 
 `weighted` fits non-negative weights (summing to 1) that maximise OOF GAP@20 (`blending`);
 `stack` trains a Keras level-2 model per fold (`stacking`). Reported OOF scores are honest: the
@@ -25,11 +26,11 @@ from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..fileio import atomic_path, output_lock, write_json
 from ..metrics import Evaluator
-from .blending import Candidates, blend, fit_weights
+from .blending import Candidates, blend, blend_by_fold, fit_weights
 from .streaming import Correlation, chunks, locate, read
 
 COMBINERS = ("mean", "weighted", "stack")
-SPEC_KEYS = ("members", "combiner", "space", "seed", "stacker")
+SPEC_KEYS = ("members", "combiner", "space", "seed", "stacker", "segments")
 
 
 def load_spec(path):
@@ -58,8 +59,14 @@ def load_spec(path):
     seed = spec.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise Yt8mError(f"{path}: seed must be an integer, not {seed!r}")
+    segments = spec.get("segments", False)
+    if not isinstance(segments, bool):
+        raise Yt8mError(f"{path}: segments must be true or false, not {segments!r}")
+    if segments and (spec["combiner"] == "stack" or spec.get("space", "logits") != "logits"):
+        raise Yt8mError(f"{path}: segment ensembles blend logits with combiner mean or "
+                        f"weighted")
     checked = {"members": members, "combiner": spec["combiner"],
-               "space": spec.get("space", "logits"), "seed": seed}
+               "space": spec.get("space", "logits"), "seed": seed, "segments": segments}
     if spec["combiner"] == "stack":
         from . import stacking  # imports Keras: only for the stacker
 
@@ -118,6 +125,10 @@ def build(spec_path, features="features", models_dir="models", out_dir=None, pro
     spec = load_spec(spec_path)
     out = Path(out_dir or spec_path.parent) / spec_path.stem
     with output_lock(out, f"yt8m ensemble {spec_path}"):  # one writer per ensembles/<id>/
+        if spec["segments"]:
+            from . import segments
+
+            return segments.build(spec, out, features, models_dir)
         return _build(spec, out, features, models_dir, progress)
 
 
@@ -219,11 +230,7 @@ def _fit_weighted(candidates, folds, parts, oof, evaluator, labels):
     search = {"candidates": candidates.k, "seconds": round(time.perf_counter() - started, 1),
               "dense_fallback": round(candidates.fallback / max(candidates.scored, 1), 6)}
     for chunk in chunks(len(folds)):
-        stack = read(parts, chunk)
-        x = np.empty(stack.shape[1:], np.float32)
-        for k, w in fold_weights.items():
-            apply = folds[chunk] == k
-            x[apply] = blend(stack[:, apply], w)
+        x = blend_by_fold(read(parts, chunk), folds[chunk], fold_weights)
         oof[chunk] = _scored(x, evaluator, labels(chunk))
     return weights, {k: [round(float(x), 4) for x in w] for k, w in fold_weights.items()}, search
 
@@ -274,9 +281,10 @@ def report(metrics):
 
 
 def summary_line(metrics):
+    score = (f"segment MAP@{metrics['top_k']} {metrics['oof']['map']:.4f}" if "top_k" in metrics
+             else f"GAP@20 {metrics['oof']['gap']:.4f}")
     line = (f"{metrics['id']}: {metrics['combiner']} of {len(metrics['members'])} models, OOF "
-            f"GAP@20 {metrics['oof']['gap']:.4f} ({metrics['gain_over_best_member']:+.4f} over "
-            f"{metrics['best_member']})")
+            f"{score} ({metrics['gain_over_best_member']:+.4f} over {metrics['best_member']})")
     if metrics["weights"]:
         line += "; weights " + json.dumps(metrics["weights"])
     return line

@@ -44,6 +44,16 @@ def blend(stack, weights, space="logits"):
     return (np.log(p) - np.log1p(-p)).astype(np.float32)
 
 
+def blend_by_fold(stack, folds, fold_weights):
+    """(videos, classes) logits of a (members, videos, classes) stack, each video blended with
+    its fold's weights (`fold_weights`: {fold: weights}, fitted without that fold)."""
+    x = np.empty(stack.shape[1:], np.float32)
+    for k, w in fold_weights.items():
+        apply = folds == k
+        x[apply] = blend(stack[:, apply], w)
+    return x
+
+
 def fit_weights(gap_of, members, rounds=2, grid=6):
     """Non-negative weights summing to 1 that maximise GAP@20, by coordinate search: each round
     tries, for every member, `grid` shares of the blend between 0 and 1 against the others.

@@ -132,6 +132,31 @@ class FeatureCache:
             out[sel] = self._means[shard][self.local[rows[sel]]]
         return out
 
+    def segment_ratings(self, rows=None):
+        """The 2019 segment ratings of `rows` (None: every row), in row order: four arrays, one
+        entry per rating: the cache row, the segment's start second, the class and the rating
+        (1: the class shows in the segment, 0: it does not). Rows without ratings give none."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, np.int64)
+        parts = []
+        for shard in np.unique(self.shard_of[rows]):
+            d = self.root / self.shard_names[shard]
+            if not (d / "segment_offsets.npy").exists():
+                continue
+            offsets = np.load(d / "segment_offsets.npy")
+            mine = rows[self.shard_of[rows] == shard]
+            lo, hi = offsets[self.local[mine]], offsets[self.local[mine] + 1]
+            take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)] or [np.zeros(0, int)])
+            arrays = [np.load(d / f"segment_{key}.npy", mmap_mode="r")
+                      for key in ("start_times", "labels", "scores")]
+            parts.append((np.repeat(mine, hi - lo), *(a[take] for a in arrays)))
+        if not parts:
+            return (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                    np.zeros(0, np.float32))
+        row, start, label, score = (np.concatenate(x) for x in zip(*parts, strict=True))
+        order = np.argsort(row, kind="stable")
+        return (row[order], start[order].astype(np.int64), label[order].astype(np.int64),
+                score[order].astype(np.float32))
+
     def label_lists(self, rows):
         """Each row's label ids as a list of int arrays."""
         lo, hi = self.label_offsets[rows], self.label_offsets[np.asarray(rows) + 1]

@@ -14,6 +14,11 @@ It is generated, deterministically from a seed, to be learnable in the ways the 
   classes it is *not* labeled with, spread thinly over every frame. In the mean over frames a
   distractor looks much like a label, so mean pooling is misled where attention or VLAD pooling,
   which see the strong key frames, are not.
+- Some classes are events whose evidence has an order (`ordered_classes`, a share of the classes
+  whose evidence is in the rgb only): the key segment's first half shows one motif, its second
+  half another, and each such class has a twin that shows the same two motifs the other way
+  round. Over the frames, in any order, the twins look the same; only a model that reads the
+  frames in order (a recurrent one) tells them apart.
 - For a third of the classes (most of "Arts & Entertainment", which holds music, and a random share
   of the rest) the evidence is mainly in the audio, so models that ignore audio lose them.
 - Features are Gaussian noise plus a per-video scene vector plus the evidence above, clipped and
@@ -23,6 +28,13 @@ Written through TensorFlow's TFRecord writer: `input/frame/{train,validate,test}
 (test without labels), `input/vocabulary.csv` with the real columns, `input/solution.csv` (the
 test labels: an answer key no real competition hands out, kept so a sample submission can be
 scored), and `input/sample.json` (the spec that made them).
+
+`version="2019"` writes the 2019 challenge's layout: train shards with video labels only, validate
+shards whose videos also carry segment ratings (`segment_start_times`, `segment_labels`,
+`segment_scores`) of their labels among the scored classes, `input/segment_label_ids.csv` (the
+scored classes, the starter code's format) and `input/segment_solution.csv`, the test videos'
+ratings (`Segment,Class,Rating`; the answer key of the segment task). A rating is 1 for the
+5-second segments that lie mostly in the label's key segment, 0 for one clear of it.
 """
 
 import dataclasses
@@ -49,6 +61,9 @@ VERTICALS = (
 # Relative number of classes per vertical (roughly the real vocabulary's shape).
 _VERTICAL_SIZES = (30, 12, 9, 9, 6, 6, 5, 4, 4, 3, 3, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
 SPLITS = ("train", "validate", "test")
+SEGMENT_SECONDS = 5
+SCORED_CLASSES = "segment_label_ids.csv"  # 2019: the scored classes, as the starter code has it
+SEGMENT_SOLUTION = "segment_solution.csv"  # 2019: the test segments' ratings (the answer key)
 VOCABULARY_COLUMNS = ("Index", "TrainVideoCount", "KnowledgeGraphId", "Name", "WikiUrl",
                       "Vertical1", "Vertical2", "Vertical3", "WikiDescription")
 
@@ -84,6 +99,8 @@ class SampleSpec:
     distractors_per_video: float = 2.0
     distractor_strength: float = 0.5  # a distractor's weight in the mean, relative to a label's
     vertical_similarity: float = 0.1  # cosine between prototypes of two classes of one vertical
+    ordered_classes: float = 0.0    # share of classes whose key segment is two motifs in order
+    scored_classes: int = 1000      # 2019: classes whose segments are rated (at most num_classes)
 
     def shard_counts(self):
         return {"train": self.train_shards, "validate": self.validate_shards,
@@ -98,6 +115,9 @@ class SampleSpec:
                             f"<= max_frames ({self.max_frames}) <= 300")
         if self.num_classes < len(VERTICALS):
             raise Yt8mError(f"num_classes must be at least {len(VERTICALS)} (one per vertical)")
+        if not 0 <= self.ordered_classes <= 1:
+            raise Yt8mError(f"ordered_classes is a share of the classes, in [0, 1], not "
+                            f"{self.ordered_classes}")
         if min(self.shard_counts().values()) < 0 or self.videos_per_shard < 1:
             raise Yt8mError("shard counts must be >= 0 and videos_per_shard >= 1")
 
@@ -135,6 +155,13 @@ class _World:
         self.weight = {"rgb": np.where(self.audio_class, 0.3, 1.0).astype(np.float32),
                        "audio": np.where(self.audio_class, 1.0, 0.0).astype(np.float32)}
         self.names = _class_names(rng, c)
+        scored = min(spec.scored_classes, c)
+        # 2019: the scored classes are drawn from the more frequent half (all when scored >= c/2)
+        pool = np.arange(max(scored, (c + 1) // 2))
+        self.scored = np.zeros(c, bool)
+        self.scored[np.random.default_rng([spec.seed, 5]).choice(pool, scored, replace=False)] = 1
+        self.motifs, self.twin = _ordered_motifs(np.random.default_rng([spec.seed, 4]), self,
+                                                 spec)
 
     def draw_labels(self, rng, spec):
         n = int(np.clip(1 + rng.poisson(spec.labels_per_video - 1), 1, 9))
@@ -150,6 +177,37 @@ class _World:
             p = self.popularity[pool]
             labels.append(int(rng.choice(pool, p=p / p.sum())))
         return np.sort(np.asarray(labels, dtype=np.int64))
+
+
+def _ordered_motifs(rng, world, spec):
+    """{class: (first, second) rgb motifs} and {class: its twin} for the ordered classes.
+
+    Twins come from one vertical and show the same two motifs in opposite orders. Each class's
+    rgb prototype becomes its motifs' mean direction, so that a twin's distractors and its mean
+    over frames are those of a class like any other."""
+    eligible = np.flatnonzero(~world.audio_class)
+    count = int(round(spec.ordered_classes * len(world.vertical) / 2))
+    twins, used = [], set()
+    for c in rng.permutation(eligible):
+        if len(twins) == count:
+            break
+        if c in used:
+            continue
+        mates = [m for m in eligible if m != c and m not in used
+                 and world.vertical[m] == world.vertical[c]]
+        if mates:
+            mate = int(rng.choice(mates))
+            used.update((int(c), mate))
+            twins.append((int(c), mate))
+    motifs, twin = {}, {}
+    dim = FRAME_FEATURES["rgb"]
+    for c, mate in twins:
+        first, second = _unit(rng.standard_normal((2, dim))).astype(np.float32)
+        motifs[c], motifs[mate] = (first, second), (second, first)
+        twin[c], twin[mate] = mate, c
+        mean = _unit(first + second).astype(np.float32)
+        world.prototypes["rgb"][c] = world.prototypes["rgb"][mate] = mean
+    return motifs, twin
 
 
 def _unit(x):
@@ -181,8 +239,10 @@ def _video_ids(rng, count):
     return ids
 
 
-def _make_video(rng, world, spec, vid, labeled):
-    """Frames for one video: noise + scene + local label evidence + thin distractors."""
+def _make_video(rng, world, spec, vid, split):
+    """Frames for one video: noise + scene + local label evidence + thin distractors, and the
+    video's 2019 segment ratings (None: not rated)."""
+    labeled = split != "test"
     labels = world.draw_labels(rng, spec)
     t = int(rng.integers(spec.min_frames, spec.max_frames + 1))
     frames = {}
@@ -207,7 +267,13 @@ def _make_video(rng, world, spec, vid, labeled):
         for c, start, length in segments:
             if weight[c]:
                 amp = spec.signal * weight[c] * rng.uniform(0.7, 1.3, (length, 1))
-                x[start:start + length] += (amp * proto[c]).astype(np.float32)
+                if key == "rgb" and c in world.motifs:
+                    half = length // 2
+                    first, second = world.motifs[c]
+                    x[start:start + half] += (amp[:half] * first).astype(np.float32)
+                    x[start + half:start + length] += (amp[half:] * second).astype(np.float32)
+                else:
+                    x[start:start + length] += (amp * proto[c]).astype(np.float32)
         for c in distractors:
             if weight[c]:
                 share = rng.uniform(lo, hi) * spec.distractor_strength
@@ -215,27 +281,38 @@ def _make_video(rng, world, spec, vid, labeled):
         frames[key] = quantize(x)
     video = Video(id=vid, labels=labels if labeled else None, rgb=frames["rgb"],
                   audio=frames["audio"])
-    if spec.version == "2019" and labeled:
-        _add_segment_ratings(rng, video, segments, t)
-    return video, labels
+    ratings = None
+    if spec.version == "2019" and split != "train":
+        ratings = _segment_ratings(rng, segments, t, world.scored)
+        if split == "validate":
+            video.segment_start_times, video.segment_labels, video.segment_scores = ratings
+    return video, labels, ratings
 
 
-def _add_segment_ratings(rng, video, key_segments, num_frames):
-    """2019-style ratings: 5-second segments scored 1 where they overlap the label's key segment."""
+def _segment_ratings(rng, key_segments, num_frames, scored):
+    """2019-style ratings of a video's scored labels: (start times, classes, ratings).
+
+    For each label, the 5-second segments with at least 3 of their frames in its key segment
+    (the best-covered one if none has 3) are rated 1, two at most; one segment clear of the key
+    segment is rated 0, as a rater who does not see the class there would."""
     starts, classes, scores = [], [], []
+    grid = np.arange(0, num_frames, SEGMENT_SECONDS)
     for c, start, length in key_segments:
-        inside = range((start // 5) * 5, start + length, 5)
-        outside = [s for s in range(0, num_frames - 4, 5) if s + 5 <= start or s >= start + length]
-        picks = [(s, 1.0) for s in list(inside)[:2]]
-        if outside:
+        if not scored[c]:
+            continue
+        overlap = (np.minimum(grid + SEGMENT_SECONDS, start + length)
+                   - np.maximum(grid, start)).clip(0)
+        inside = grid[overlap >= 3][:2] if (overlap >= 3).any() else grid[[overlap.argmax()]]
+        picks = [(int(s), 1.0) for s in inside]
+        outside = grid[(overlap == 0) & (grid + SEGMENT_SECONDS <= num_frames)]
+        if outside.size:
             picks.append((int(rng.choice(outside)), 0.0))
         for s, score in picks:
             starts.append(s)
             classes.append(c)
             scores.append(score)
-    video.segment_start_times = np.asarray(starts, np.int64)
-    video.segment_labels = np.asarray(classes, np.int64)
-    video.segment_scores = np.asarray(scores, np.float32)
+    return (np.asarray(starts, np.int64), np.asarray(classes, np.int64),
+            np.asarray(scores, np.float32))
 
 
 def _shard_name(split, index):
@@ -244,7 +321,8 @@ def _shard_name(split, index):
 
 def planned_files(spec):
     files = [f"frame/{_shard_name(s, i)}" for s, n in spec.shard_counts().items() for i in range(n)]
-    return files + ["vocabulary.csv", "solution.csv"]
+    files += ["vocabulary.csv", "solution.csv"]
+    return files + ([SCORED_CLASSES, SEGMENT_SOLUTION] if spec.version == "2019" else [])
 
 
 def generate(output, spec=None, force=False, progress=True):
@@ -283,25 +361,33 @@ def generate(output, spec=None, force=False, progress=True):
     total = sum(spec.shard_counts().values()) * spec.videos_per_shard
     ids = iter(_video_ids(id_rng, total))
     train_counts = np.zeros(spec.num_classes, np.int64)
-    solution = []
+    solution, rated = [], []
     shards = [(s, i) for s in SPLITS for i in range(spec.shard_counts()[s])]
     bar = progress_bar(shards, desc="sample shards", unit="shard", progress=progress)
     for split, index in bar:
         rng = np.random.default_rng([spec.seed, 2, SPLITS.index(split), index])
         videos = []
         for _ in range(spec.videos_per_shard):
-            video, labels = _make_video(rng, world, spec, next(ids), labeled=split != "test")
+            video, labels, ratings = _make_video(rng, world, spec, next(ids), split)
             videos.append(video)
             if split == "train":
                 train_counts[labels] += 1
             if split == "test":
                 solution.append((video.id, " ".join(map(str, labels))))
+                if ratings is not None:
+                    rated += [(f"{video.id}:{s}", c, r) for s, c, r in zip(*ratings, strict=True)]
         write_records(output / "frame" / _shard_name(split, index),
                       (encode(v, spec.version, "frame") for v in videos))
     _write_vocabulary(output / "vocabulary.csv", world, train_counts, np.random.default_rng(
         [spec.seed, 3]))
     with atomic_path(output / "solution.csv") as tmp:
         tmp.write_text("VideoId,Labels\n" + "".join(f"{v},{lab}\n" for v, lab in solution))
+    if spec.version == "2019":
+        with atomic_path(output / SCORED_CLASSES) as tmp:
+            tmp.write_text("Index\n" + "".join(f"{c}\n" for c in np.flatnonzero(world.scored)))
+        with atomic_path(output / SEGMENT_SOLUTION) as tmp:
+            tmp.write_text("Segment,Class,Rating\n"
+                           + "".join(f"{s},{c},{r:g}\n" for s, c, r in rated))
     write_json(marker, {"spec": spec.to_json(), "files": files, "complete": True})
     return {"written": True, "files": files, "output": str(output)}
 

@@ -268,11 +268,11 @@ def encode(video, version="2018", level="frame"):
             feature_list = lists[key].feature
             for row in getattr(video, key):
                 feature_list.add().bytes_list.value.append(row.tobytes())
-        return msg.SerializeToString()
+        return msg.SerializeToString(deterministic=True)
     ctx["mean_rgb"].float_list.value.extend(video.mean_rgb.tolist())
     ctx["mean_audio"].float_list.value.extend(video.mean_audio.tolist())
     # A video-level record is an Example: its field 1 is the context written above.
-    return msg.SerializeToString()
+    return msg.SerializeToString(deterministic=True)
 
 
 def split_of(path):

@@ -77,7 +77,7 @@ TRAINING_KEYS = {
 # Training settings that act once the folds are trained: changing them keeps the folds.
 AFTER_FOLDS_KEYS = ("refit",)
 SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training",
-             "predictions")
+             "predictions", "segments")
 # Training settings that must be above zero wherever they are set.
 POSITIVE_KEYS = ("batch_size", "epochs", "num_frames", "learning_rate", "decay_rate",
                  "decay_examples", "clipnorm", "early_stopping", "eval_batch_size", "workers",
@@ -95,6 +95,7 @@ class Spec:
     architecture: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
     top_k: int | None = None  # predictions: {top_k: K}: store each video's K best logits
+    segments: dict | None = None  # 2019: fine-tune on rated segments (`yt8m.models.segments`)
     source: str = "<spec>"
 
     @property
@@ -197,7 +198,27 @@ def parse_spec(data, source="<spec>"):
             raise Yt8mError(f"{source}: {key} must be an integer, got {data[key]!r}")
     return Spec(model=name, preset=preset, seed=data.get("seed", 0) or 0,
                 num_classes=data.get("num_classes"), architecture=arch, training=train,
-                top_k=_top_k(data.get("predictions"), source), source=source)
+                top_k=_top_k(data.get("predictions"), source),
+                segments=_segments(data, entry, source), source=source)
+
+
+def _segments(data, entry, source):
+    """The `segments:` settings (None: no segment stage)."""
+    if "segments" not in data:
+        return None
+    from .segments import SEGMENT_KEYS
+
+    given = data["segments"] or {}
+    if not isinstance(given, dict):
+        raise Yt8mError(f"{source}: segments: expected a mapping such as {{epochs: 3}}")
+    if entry.level != "frame":
+        raise Yt8mError(f"{source}: segments: only frame-level models score segments")
+    check_keys(f"{source}: segments", given, list(SEGMENT_KEYS))
+    check_types(f"{source}: segments", given, SEGMENT_KEYS)
+    for key, value in given.items():
+        if value <= 0:
+            raise Yt8mError(f"{source}: segments: {key} must be above 0, got {value!r}")
+    return given
 
 
 def _top_k(stored, source):

@@ -12,7 +12,7 @@ from ..errors import Yt8mError
 from ..features.build import read_vocabulary_size
 from ..fileio import atomic_path, output_lock, write_json
 from . import segments, video
-from .files import Report, is_gzip, open_text, read_lines
+from .files import is_gzip, open_text
 
 
 def test_ids(features="features", level=None):
@@ -36,13 +36,13 @@ def valid_classes(input_dir="input", num_classes=None):
     return None if size is None else range(size)
 
 
-def scored_segment_classes(input_dir="input"):
+def scored_segment_classes(input_dir="input", num_classes=1 << 31):
     """The 2019 scored classes from `input/segment_label_ids.csv` (None when absent)."""
-    path = Path(input_dir) / "segment_label_ids.csv"
-    if not path.is_file():
+    from ..models.segments import SCORED_CLASSES, scored_classes
+
+    if not (Path(input_dir) / SCORED_CLASSES).is_file():
         return None
-    return [int(line) for number, line in read_lines(path, Report(path))
-            if number > 1 and line.strip()]
+    return scored_classes(input_dir, num_classes).tolist()
 
 
 def check_file(path, features="features", level=None, input_dir="input"):
@@ -189,6 +189,11 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
     source (rebuilt since) is replaced; one made from another source, or by hand, is only
     replaced with `force`.
     """
+    from .kaggle import COMPETITIONS
+
+    if COMPETITIONS.get(competition) == "segments":
+        return write_segment_submission(source, output, sub_id, features, input_dir, gz, force,
+                                        competition, roots)
     source = choose_source(source, roots)
     sub_id = sub_id or source.name
     path = Path(output) / f"{sub_id}.csv{'.gz' if gz else ''}"
@@ -286,3 +291,67 @@ def segment_ids_for_test(features="features", level=None):
     cache = FeatureCache(features, level or "frame")
     rows = cache.rows("test")
     return segments.segment_ids_of(cache.ids[rows], np.asarray(cache.num_frames)[rows])
+
+
+def segment_source(source=None, roots=("ensembles", "models")):
+    """The folder of 2019 segment scores: `<source>/segments` (or `source` itself), else the
+    best by out-of-fold MAP among `<root>/<id>/segments/`."""
+    from ..models.segments import FOLDER
+
+    if source:
+        for folder in (Path(source) / FOLDER, Path(source)):
+            if predictions.exists(folder, "test") and (folder / "metrics.json").is_file():
+                return folder
+        raise Yt8mError(f"{source} holds no segment scores ({FOLDER}/test_logits.npy and "
+                        f"metrics.json); run `yt8m segments` for its spec first")
+    found = []
+    for root in roots:
+        for folder in sorted(Path(root).glob(f"*/{FOLDER}")):
+            if predictions.exists(folder, "test") and (folder / "metrics.json").is_file():
+                found.append((predictions.source_metrics(folder)["oof"]["map"], str(folder)))
+    if not found:
+        raise Yt8mError(f"no segment scores under {' or '.join(r + '/' for r in roots)}; give "
+                        f"a frame-level spec a `segments:` section and run `make segments "
+                        f"MODEL=<id>` first, or name a folder with SRC=")
+    return Path(max(found)[1])
+
+
+def write_segment_submission(source=None, output="submissions", sub_id=None,
+                             features="features", input_dir="input", gz=False, force=False,
+                             competition="youtube8m-2019", roots=("ensembles", "models")):
+    """Write `<output>/<id>.csv[.gz]` (`Class,Segments`) and `<id>.json` from a source's test
+    segment scores; (csv path, provenance, written) as `write_submission`."""
+    folder = segment_source(source, roots)
+    sub_id = sub_id or f"{folder.parent.name}_segments"
+    path = Path(output) / f"{sub_id}.csv{'.gz' if gz else ''}"
+    meta_path = Path(output) / f"{sub_id}.json"
+    with output_lock(output, f"yt8m submission write {sub_id}"):
+        preds = predictions.load(folder, "test")
+        current = existing_submission(path, meta_path, folder, preds.path, force)
+        if current:
+            return path, current, False
+        metrics = predictions.source_metrics(folder)
+        classes = metrics["scored_classes"]
+        known = segment_ids_for_test(features)
+        if len(known) != len(preds.ids) or not np.array_equal(np.asarray(preds.ids), known):
+            raise Yt8mError(f"{preds.path}: its {len(preds.ids)} segments are not the "
+                            f"{len(known)} test segments of {features}/ in order; run `yt8m "
+                            f"segments` again after the cache changed")
+        with atomic_path(path, ".tmp.gz" if gz else ".tmp") as tmp:
+            rows = segments.write(tmp, known, preds.logits, classes)
+            report = segments.check(tmp, classes=scored_segment_classes(input_dir) or classes,
+                                    segment_ids=known)
+            if not report.ok:
+                report.path = path
+                raise Yt8mError("the written submission failed its own check:\n" +
+                                report.format(10))
+            info = record_provenance(meta_path, {
+                "id": sub_id, "file": str(path), "source": str(folder),
+                "source_kind": "segments", "config_hash": metrics.get("config_hash"),
+                "oof": metrics.get("oof"), "rows": rows, "classes": len(classes),
+                "segments": int(len(known)), "competition": competition,
+                "predictions": file_stamp(preds.path),
+                "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "yt8m_version": __version__,
+            }, tmp, path)
+    return path, info, True

@@ -12,40 +12,36 @@ import numpy as np
 
 from ..errors import Yt8mError
 from ..fileio import atomic_path
-from ..metrics import top_candidates
+from ..input.sample import SEGMENT_SECONDS
+from ..predictions import chunks
+from ..segment_metrics import CLASSES_PER_SEGMENT, MAX_SEGMENTS, ClassLists, submission_map
 from .files import Report, data_rows, open_text
 
 HEADER = "Class,Segments"
-MAX_SEGMENTS = 100_000
-SEGMENT_SECONDS = 5
-CLASSES_PER_SEGMENT = 20
 _SEGMENT = re.compile(r"^([^:\s,]+):(\d+)$")
 
 
 def rank_segments(segment_ids, scores, classes, per_segment=CLASSES_PER_SEGMENT,
                   max_segments=MAX_SEGMENTS):
-    """{class: [segment ids, best first]} for the scored `classes`."""
+    """{class: [segment ids, best first]} for the scored `classes`.
+
+    `scores` is (segments, classes) with a column per class id, or one per scored class (in
+    ascending class order); it is read a chunk of rows at a time, so it may be memory-mapped:
+    memory stays that of the classes' lists (`ClassLists`)."""
     classes = np.asarray(sorted(set(int(c) for c in classes)), dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float32)
     if len(segment_ids) != len(scores):
         raise Yt8mError(f"{len(segment_ids)} segment ids for {len(scores)} rows of predictions")
-    if classes.size and (classes.min() < 0 or classes.max() >= scores.shape[1]):
-        raise Yt8mError(f"scored classes must be in [0, {scores.shape[1]})")
-    k = min(per_segment, classes.size)
-    ranked = {int(c): [] for c in classes}
-    if k == 0 or len(scores) == 0:
-        return ranked
-    best, column = top_candidates(scores[:, classes], k)
-    segment = np.repeat(np.arange(len(scores)), k)
-    cls = classes[column[:, :k].ravel()]
-    score = best[:, :k].ravel()
-    order = np.lexsort((segment, -score, cls))
-    cls, segment = cls[order], segment[order]
-    starts = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
-    for begin, end in zip(starts, np.r_[starts[1:], len(cls)], strict=True):
-        chosen = segment[begin : min(end, begin + max_segments)]
-        ranked[int(cls[begin])] = [segment_ids[i] for i in chosen.tolist()]
-    return ranked
+    if classes.size == 0:
+        return {}
+    width = scores.shape[1]
+    if width != classes.size and (classes.min() < 0 or classes.max() >= width):
+        raise Yt8mError(f"scored classes must be in [0, {width})")
+    lists = ClassLists(classes.size, max_segments, per_segment)
+    for chunk in chunks(len(scores)):
+        block = np.asarray(scores[chunk], np.float32)
+        lists.add(block if width == classes.size else block[:, classes])
+    return {int(c): [segment_ids[i] for i in lists.ranked(column).tolist()]
+            for column, c in enumerate(classes.tolist())}
 
 
 def write(path, segment_ids, scores, classes, max_segments=MAX_SEGMENTS):
@@ -102,3 +98,33 @@ def check(path, classes=None, segment_ids=None, max_segments=MAX_SEGMENTS):
             if known is not None and segment not in known:
                 report.add(number, f"segment {segment} is not a test segment")
     return report
+
+
+def read(path):
+    """{class: [segment ids, in order]} of a `Class,Segments` file (check it first)."""
+    report = Report(path, kind="segments")
+    ranked = {int(label): rest.split(" ") if rest else []
+              for _, label, rest in data_rows(path, report, HEADER, "class id and its segments")
+              if label.isdigit()}
+    if not report.ok:
+        raise Yt8mError(f"{path}: not a readable segment submission:\n{report.format(5)}")
+    return ranked
+
+
+def read_answer_key(path):
+    """{(segment id, class): rating} of a `Segment,Class,Rating` answer key (the sample's
+    `input/segment_solution.csv`)."""
+    import pandas as pd
+
+    table = pd.read_csv(path, dtype={"Segment": str})
+    if list(table.columns) != ["Segment", "Class", "Rating"]:
+        raise Yt8mError(f"{path}: expected the columns Segment,Class,Rating, found "
+                        f"{','.join(map(str, table.columns))}")
+    return {(s, int(c)): float(r) for s, c, r in table.itertuples(index=False)}
+
+
+def score(path, answer_key, classes, max_segments=MAX_SEGMENTS):
+    """MAP@K of a segment submission against an answer key (`yt8m.segment_metrics`)."""
+    rated = read_answer_key(answer_key)
+    return {"map": submission_map(read(path), classes, rated, max_segments),
+            "ratings": len(rated), "top_k": max_segments}

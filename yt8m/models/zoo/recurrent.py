@@ -88,12 +88,16 @@ STARTER_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, e
 # The recurrent layers are the cost here and bfloat16 does not speed them up on a CPU.
 RNN_DEMO_TRAINING = dict(DEMO_TRAINING, mixed_precision="float32")
 
-# one layer of 128 cells over BatchNormed frames (momentum 0.9: a demo run is a few hundred steps)
+# one layer over BatchNormed frames (momentum 0.9: a demo run is a few hundred steps); the LSTM
+# needs 256 cells to read the sample's ordered classes (quality test with 60% of the classes
+# ordered: 128 cells 0.453, 256 cells 0.465, the mean-pooled logistic baseline 0.434), the GRU
+# gains less from them (256 cells 0.446) and keeps 128
 RNN_DEMO = dict(units=128, layers=1, input_norm=True, momentum=0.9)
+LSTM_DEMO = dict(RNN_DEMO, units=256)
 
 MODELS = {
     "lstm": dict(builder=build_lstm,
-                 presets={"paper": {}, "demo": RNN_DEMO},
+                 presets={"paper": {}, "demo": LSTM_DEMO},
                  training={"paper": STARTER_TRAINING, "demo": RNN_DEMO_TRAINING},
                  reference="starter code LstmModel"),
     "gru": dict(builder=build_gru,
