@@ -84,15 +84,15 @@ class RatedLoss(keras.losses.Loss):
 
 
 class SegmentBatches(keras.utils.PyDataset):
-    """Batches of segments' frames (`{"frames", "mask"}`, 5 frames each); with `targets` and
-    `weights` ((segments, classes) float32), `RatedLoss`'s packed labels too. A shuffled
-    order is a function of (seed, epoch)."""
+    """Batches of segments' frames (`{"frames", "mask"}`, 5 frames each); with `ratings` (each
+    segment's rated classes and ratings as CSR: offsets, classes, ratings), `RatedLoss`'s packed
+    labels too, made dense one batch at a time. A shuffled order is a function of (seed,
+    epoch)."""
 
-    def __init__(self, cache, rows, starts, batch_size, targets=None, weights=None,
-                 shuffle=False, seed=0):
+    def __init__(self, cache, rows, starts, batch_size, ratings=None, shuffle=False, seed=0):
         super().__init__()
         self.cache, self.rows, self.starts = cache, np.asarray(rows), np.asarray(starts)
-        self.targets, self.weights = targets, weights
+        self.ratings = ratings
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.epoch = 0
 
@@ -114,9 +114,16 @@ class SegmentBatches(keras.utils.PyDataset):
             frames[i, : len(window)] = window
             mask[i, : len(window)] = True
         inputs = {"frames": frames, "mask": mask}
-        if self.targets is None:
+        if self.ratings is None:
             return (inputs,)
-        return inputs, np.concatenate([self.targets[take], self.weights[take]], axis=1)
+        offsets, classes, ratings = self.ratings
+        lo, hi = offsets[take], offsets[take + 1]
+        which = np.repeat(np.arange(len(take)), hi - lo)
+        pick = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
+        packed = np.zeros((len(take), 2, self.cache.num_classes), np.float32)
+        packed[which, 0, classes[pick]] = ratings[pick] > 0
+        packed[which, 1, classes[pick]] = 1.0  # label weight on the rated classes only
+        return inputs, packed.reshape(len(take), -1)
 
     def on_epoch_end(self):
         self.epoch += 1
@@ -149,18 +156,16 @@ class SegmentRatings:
         self.segment, self.row, self.label, self.rating = at, row, label, rating
 
     def examples(self, rows, classes):
-        """Training examples of the ratings of `rows`: (rows, starts, targets, weights), one per
-        rated segment; targets and weights are (segments, all classes), with weights on the
-        rated scored `classes` only (ratings of other classes are left out)."""
+        """Training examples of the ratings of `rows`, one per rated segment: (rows, starts,
+        (offsets, classes, ratings)), the segment's ratings of the scored `classes` as CSR
+        (ratings of other classes are left out)."""
         column = np.searchsorted(classes, self.label).clip(0, len(classes) - 1)
-        keep = np.isin(self.row, rows) & (classes[column] == self.label)
-        segment, unique = self.segment[keep], np.unique(self.segment[keep])
-        where = np.searchsorted(unique, segment)
-        targets = np.zeros((len(unique), self.cache.num_classes), np.float32)
-        weights = np.zeros_like(targets)
-        targets[where, self.label[keep]] = self.rating[keep] > 0
-        weights[where, self.label[keep]] = 1.0
-        return self.grid_rows[unique], self.grid_starts[unique], targets, weights
+        keep = np.flatnonzero(np.isin(self.row, rows) & (classes[column] == self.label))
+        keep = keep[np.argsort(self.segment[keep], kind="stable")]
+        unique, counts = np.unique(self.segment[keep], return_counts=True)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        return (self.grid_rows[unique], self.grid_starts[unique],
+                (offsets, self.label[keep], self.rating[keep]))
 
     def evaluator(self, rows, classes, top_k):
         """A `SegmentEvaluator` of the ratings of `rows`, with segments numbered as
@@ -225,10 +230,10 @@ def train_fold(spec, out, cache, ratings, classes, fold, top_k, progress=False):
     before = ratings.evaluator(own, classes, top_k)  # the video model's own segment scores
     for (inputs,) in own_batches:
         before.update(np.asarray(model.predict_on_batch(inputs), np.float32)[:, classes])
-    rows, starts, targets, weights = ratings.examples(others, classes)
+    rows, starts, rated = ratings.examples(others, classes)
     started = time.perf_counter()
-    data = SegmentBatches(cache, rows, starts, seg["batch_size"], targets, weights,
-                          shuffle=True, seed=spec.seed * 1000 + fold)
+    data = SegmentBatches(cache, rows, starts, seg["batch_size"], rated, shuffle=True,
+                          seed=spec.seed * 1000 + fold)
     model.fit(data, epochs=seg["epochs"], shuffle=False, verbose=fit_verbosity(progress))
     seconds = time.perf_counter() - started
     evaluator = ratings.evaluator(own, classes, top_k)
