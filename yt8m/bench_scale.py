@@ -10,7 +10,10 @@ nothing one stage allocated is counted for the next) at N and 4N videos:
   its assembly included;
 - `mean`, `weighted`, `stack`: `yt8m ensemble` of the three synthetic members;
 - `write`, `check`: `yt8m submission write` from a member and `yt8m submission check` of it;
-- `evaluate`: GAP@20, Hit@1, PERR and mAP of a member's OOF logits, chunk by chunk.
+- `evaluate`: GAP@20, Hit@1, PERR and mAP of a member's OOF logits, chunk by chunk;
+- `segments`: 2019 segment scores of 10 segments a video over 1,000 scored classes (float16,
+  memory-mapped; a class's rated segments score higher): their MAP@100000 against 5 ratings a
+  video (`SegmentEvaluator`) and a `Class,Segments` submission written from them.
 
 Peak memory is the process's anonymous resident memory (`RssAnon` in /proc/self/status: the heap
 and every array it allocates, not the pages of memory-mapped files, which the kernel can drop),
@@ -33,7 +36,8 @@ import numpy as np
 
 NUM_CLASSES = 3862
 FOLDS = 5
-STAGES = ("train", "mean", "weighted", "stack", "write", "check", "evaluate")
+STAGES = ("train", "mean", "weighted", "stack", "write", "check", "evaluate", "segments")
+SEGMENTS_PER_VIDEO, SCORED = 10, 1000
 MEMBERS = ("m0", "m1", "m2")
 
 
@@ -162,6 +166,43 @@ def prepare(root, videos):
         (root / "ensembles" / f"{combiner}.yaml").write_text(
             f"members: [{', '.join(MEMBERS)}]\ncombiner: {combiner}\n{extra}")
     (root / "input").mkdir(exist_ok=True)
+    write_segment_scores(root / "segments", videos * SEGMENTS_PER_VIDEO)
+
+
+def write_segment_scores(folder, count, seed=0):
+    """`count` segments' float16 scores over `SCORED` classes, 5 ratings per 10 segments (half
+    of them positive, scored higher), written chunk by chunk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    scores = np.lib.format.open_memmap(folder / "scores.npy", "w+", np.float16, (count, SCORED))
+    rated = rng.choice(count, count // 2, replace=False)
+    labels = rng.integers(0, SCORED, len(rated))
+    ratings = (rng.random(len(rated)) < 0.5).astype(np.float32)
+    for start in range(0, count, 65536):
+        stop = min(start + 65536, count)
+        scores[start:stop] = rng.standard_normal((stop - start, SCORED), np.float32)
+    bump = rng.random(len(rated)).astype(np.float32) * 3 * ratings
+    scores[rated, labels] += bump.astype(np.float16)
+    scores.flush()
+    np.savez(folder / "ratings.npz", segments=rated, labels=labels, ratings=ratings)
+
+
+def _segment_stage(folder):
+    """MAP@100000 of the synthetic segment scores, then a submission written from them."""
+    from yt8m.predictions import chunks
+    from yt8m.segment_metrics import SegmentEvaluator
+    from yt8m.submissions import segments
+
+    scores = np.load(folder / "scores.npy", mmap_mode="r")
+    ratings = np.load(folder / "ratings.npz")
+    evaluator = SegmentEvaluator(np.arange(SCORED), ratings["segments"], ratings["labels"],
+                                 ratings["ratings"])
+    for chunk in chunks(len(scores)):
+        evaluator.update(scores[chunk])
+    evaluator.result()
+    ids = [f"v{i // SEGMENTS_PER_VIDEO}:{5 * (i % SEGMENTS_PER_VIDEO)}"
+           for i in range(len(scores))]
+    segments.write(folder / "bench.csv", ids, scores, np.arange(SCORED))
 
 
 def run_stage(stage, root):
@@ -185,7 +226,9 @@ def run_stage(stage, root):
             "check": ["submission", "check", "submissions/bench.csv"]}.get(stage)
     start = time.perf_counter()
     with PeakMemory() as memory:
-        if argv is not None:
+        if stage == "segments":
+            _segment_stage(Path("segments"))
+        elif argv is not None:
             code = main(argv)
             if code:
                 raise SystemExit(f"stage {stage} failed with exit code {code}")

@@ -93,6 +93,8 @@ class ClassLists:
             if self._held[c] > 2 * self.top_k:
                 self._keys[c] = [self.best(c)]
                 self._held[c] = self.top_k
+            elif len(self._keys[c]) > 32:  # one array, not many small ones with their overhead
+                self._keys[c] = [np.concatenate(self._keys[c])]
         return segment, column, keys
 
     def best(self, c):

@@ -279,8 +279,11 @@ def default_message(path):
     info = provenance(path)
     if not info:
         return f"{Path(path).name} (yt8m {__version__})"
-    gap = (info.get("oof") or {}).get("gap")
+    oof = info.get("oof") or {}
+    gap = oof.get("gap")
     estimate = f", OOF GAP {gap:.5f}" if isinstance(gap, float) else ""
+    if info.get("source_kind") == "segments" and isinstance(oof.get("map"), float):
+        estimate = f", OOF MAP@100000 {oof['map']:.5f}"
     return f"{info.get('source', path)}{estimate} (yt8m {__version__})"
 
 

@@ -28,11 +28,16 @@ def rank_segments(segment_ids, scores, classes, per_segment=CLASSES_PER_SEGMENT,
     `scores` is (segments, classes) with a column per class id, or one per scored class (in
     ascending class order); it is read a chunk of rows at a time, so it may be memory-mapped:
     memory stays that of the classes' lists (`ClassLists`)."""
+    return dict(_ranked(segment_ids, scores, classes, per_segment, max_segments))
+
+
+def _ranked(segment_ids, scores, classes, per_segment, max_segments):
+    """Yield (class, [segment ids, best first]) for each scored class in ascending order."""
     classes = np.asarray(sorted(set(int(c) for c in classes)), dtype=np.int64)
     if len(segment_ids) != len(scores):
         raise Yt8mError(f"{len(segment_ids)} segment ids for {len(scores)} rows of predictions")
     if classes.size == 0:
-        return {}
+        return
     width = scores.shape[1]
     if width != classes.size and (classes.min() < 0 or classes.max() >= width):
         raise Yt8mError(f"scored classes must be in [0, {width})")
@@ -40,18 +45,21 @@ def rank_segments(segment_ids, scores, classes, per_segment=CLASSES_PER_SEGMENT,
     for chunk in chunks(len(scores)):
         block = np.asarray(scores[chunk], np.float32)
         lists.add(block if width == classes.size else block[:, classes])
-    return {int(c): [segment_ids[i] for i in lists.ranked(column).tolist()]
-            for column, c in enumerate(classes.tolist())}
+    for column, c in enumerate(classes.tolist()):
+        yield c, [segment_ids[i] for i in lists.ranked(column).tolist()]
 
 
 def write(path, segment_ids, scores, classes, max_segments=MAX_SEGMENTS):
-    """Write a `Class,Segments` submission atomically (gzip for .gz); returns the row count."""
-    ranked = rank_segments(segment_ids, scores, classes, max_segments=max_segments)
+    """Write a `Class,Segments` submission atomically (gzip for .gz), one class's row at a time;
+    returns the row count."""
+    rows = 0
     with atomic_path(path) as tmp, open_text(tmp, "w", gz=str(path).endswith(".gz")) as f:
         f.write(HEADER + "\n")
-        for cls, segments in ranked.items():
+        for cls, segments in _ranked(segment_ids, scores, classes, CLASSES_PER_SEGMENT,
+                                     max_segments):
             f.write(f"{cls},{' '.join(segments)}\n")
-    return len(ranked)
+            rows += 1
+    return rows
 
 
 def segment_ids_of(video_ids, num_frames):
