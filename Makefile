@@ -82,8 +82,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
-sample: setup ## Generate the sample competition into input/ (a no-op when it is already there)
-	$(YT8M) sample
+sample: setup ## Generate the sample competition into input/ (a no-op when it is already there; VERSION=2019: the segment-rated 2019 layout)
+	$(YT8M) sample $(if $(VERSION),--version $(VERSION))
 
 features: setup ## Decode input/ shards into the features/ cache and assign folds (LEVEL, WORKERS, FOLDS, DELETE_INPUT=1)
 	$(YT8M) features --level $(LEVEL) $(if $(WORKERS),--workers $(WORKERS)) \

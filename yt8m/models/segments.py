@@ -10,6 +10,9 @@ segment stage once its folds are trained (`yt8m segments models/<id>.yaml`). For
 2. it scores every 5-second segment of fold k's rated videos (out of fold) and of the test
    videos: the segment's frames alone go through the model.
 
+Folds without rated videos of their own (the rated validate shards are few next to the train
+shards) are left out; the test scores are the mean of the folds fine-tuned.
+
 Scores are kept for the scored classes only (`input/segment_label_ids.csv`, or every class),
 in `models/<id>/segments/`: per fold `fold_<k>/{oof,test}_*` with `fold.json` written last;
 then `oof_*` (every rated video's segments, in cache order), `test_*` (the folds' mean logits)
@@ -278,7 +281,17 @@ def run(spec_path, features="features", input_dir="input", models_dir=None, top_
     ratings = SegmentRatings(cache)
     fingerprint = _fingerprint(spec, cache, classes)
     records = []
-    for fold in range(cache.num_folds):
+    folds = np.unique(cache.fold[ratings.rated_rows]).tolist()
+    if len(folds) < 2:
+        raise Yt8mError(f"{cache.root}: every rated validate video is in fold {folds[0]}; the "
+                        f"segment stage fine-tunes each fold's model on the other folds' rated "
+                        f"segments, so it needs rated videos in at least two folds (add "
+                        f"validate shards, or build the features with fewer folds)")
+    skipped = sorted(set(range(cache.num_folds)) - set(folds))
+    if skipped:  # nothing of their own to score out of fold
+        log(out, f"{out.name} segments: folds {skipped} hold no rated videos; their models are "
+                 f"not fine-tuned", quiet=not progress)
+    for fold in folds:
         record = _done(out / FOLDER / f"fold_{fold}", fingerprint)
         if record is None:
             record = train_fold(spec, out, cache, ratings, classes, fold, top_k, progress)
