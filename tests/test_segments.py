@@ -15,6 +15,7 @@ from yt8m.cli import main
 from yt8m.errors import Yt8mError
 from yt8m.features.build import build_features
 from yt8m.features.cache import FeatureCache
+from yt8m.features.segments import SegmentRatings, scored_classes, segment_grid
 from yt8m.input.sample import SampleSpec, generate
 from yt8m.models import oof, segments
 from yt8m.models.registry import parse_spec
@@ -63,11 +64,11 @@ def test_segment_chain_from_the_cli(trained, capsys):
     folder = root / "models" / "logistic" / "segments"
     metrics = json.loads((folder / "metrics.json").read_text())
     cache = FeatureCache(root / "features")
-    ratings = segments.SegmentRatings(cache)
+    ratings = SegmentRatings(cache)
     # the out-of-fold MAP is the pooled scores' against the validate ratings ...
     chance = ratings.evaluator(ratings.rated_rows, np.array(metrics["scored_classes"]), 100_000)
     rng = np.random.default_rng(0)
-    chance.update(rng.random((len(segments.segment_grid(cache, ratings.rated_rows)[0]), 40)))
+    chance.update(rng.random((len(segment_grid(cache, ratings.rated_rows)[0]), 40)))
     assert metrics["oof"]["map"] > chance.result()["map"] + 0.2 and metrics["oof"]["map"] > 0.6
     assert metrics["oof"]["classes"] >= 20 and len(metrics["folds"]) == 2
     # fine-tuning on the other folds' rated segments beats the video model's own scores
@@ -86,10 +87,15 @@ def test_segment_chain_from_the_cli(trained, capsys):
     assert test_map > 0.6, out
     main(["submission", "check", str(path), *args])
     assert "a valid segments-level submission, 40 rows" in capsys.readouterr().out
-    # a second run keeps the finished folds
-    before = (folder / "fold_0" / "fold.json").stat().st_mtime_ns
+    # a second run keeps the finished folds; a retrained video fold redoes its segment fold
+    before = {k: (folder / f"fold_{k}" / "fold.json").stat().st_mtime_ns for k in (0, 1)}
     main(["segments", str(root / "models" / "logistic.yaml"), "--quiet", *args])
-    assert (folder / "fold_0" / "fold.json").stat().st_mtime_ns == before
+    assert {k: (folder / f"fold_{k}" / "fold.json").stat().st_mtime_ns for k in (0, 1)} == before
+    weights = root / "models" / "logistic" / "fold_1" / "best.weights.h5"
+    weights.write_bytes(weights.read_bytes())  # as a retrained fold's new file
+    main(["segments", str(root / "models" / "logistic.yaml"), "--quiet", *args])
+    assert (folder / "fold_0" / "fold.json").stat().st_mtime_ns == before[0]
+    assert (folder / "fold_1" / "fold.json").stat().st_mtime_ns != before[1]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +152,7 @@ def test_the_stage_names_what_is_missing(trained, tmp_path):
     bad.mkdir()
     (bad / "segment_label_ids.csv").write_text("Index\n3\n99\n")
     with pytest.raises(Yt8mError, match=r"class ids must be in \[0, 60\)"):
-        segments.scored_classes(bad, 60)
+        scored_classes(bad, 60)
 
 
 def test_ratings_off_the_segment_grid_are_named(trained, monkeypatch):
@@ -157,7 +163,7 @@ def test_ratings_off_the_segment_grid_are_named(trained, monkeypatch):
     monkeypatch.setattr(FeatureCache, "segment_ratings",
                         lambda self, rows=None: (row, start, label, rating))
     with pytest.raises(Yt8mError, match=f"video {cache.ids[row[0]]} has a rating of segment 3"):
-        segments.SegmentRatings(cache)
+        SegmentRatings(cache)
 
 
 @pytest.mark.parametrize("combiner", ["mean", "weighted"])
@@ -180,8 +186,8 @@ def test_segment_ensembles_blend_out_of_fold_and_feed_the_submission(trained, tm
     members = [load(root / "models" / m / "segments", "oof") for m in ("logistic", "other")]
     blended = load(folder, "oof")
     cache = FeatureCache(root / "features")
-    ratings = segments.SegmentRatings(cache)
-    fold = cache.fold[segments.segment_grid(cache, ratings.rated_rows)[0]]
+    ratings = SegmentRatings(cache)
+    fold = cache.fold[segment_grid(cache, ratings.rated_rows)[0]]
     for k, weights in metrics["fold_weights"].items():  # fold k: weights fitted without it
         rows = fold == int(k)
         expected = sum(w * np.asarray(m.logits[rows], np.float32)

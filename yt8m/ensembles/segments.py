@@ -27,7 +27,7 @@ COMBINERS = ("mean", "weighted")
 def build(spec, out, features, models_dir):
     """Blend the members' segment scores of one ensemble spec; returns its metrics."""
     from ..features.cache import FeatureCache
-    from ..models.segments import FOLDER, SegmentRatings, segment_grid, segment_ids
+    from ..features.segments import FOLDER, SegmentRatings, segment_grid, segment_ids
     from . import load_members
 
     if spec["combiner"] not in COMBINERS:
@@ -46,9 +46,9 @@ def build(spec, out, features, models_dir):
                             f"segment_label_ids.csv")
     cache = FeatureCache(features)
     ratings = SegmentRatings(cache)
-    grid_rows, grid_starts = segment_grid(cache, ratings.rated_rows)
+    grid_rows, _ = segment_grid(cache, ratings.rated_rows)
     oof_ids = members[folders[0]][0].ids
-    if not np.array_equal(oof_ids, segment_ids(cache, grid_rows, grid_starts)):
+    if not np.array_equal(oof_ids, segment_ids(cache, ratings.rated_rows)):
         raise Yt8mError(f"{Path(models_dir) / folders[0]}: its out-of-fold segments are not "
                         f"those of the rated videos of {features}/; run `yt8m segments` again")
     folds = cache.fold[grid_rows]
@@ -57,26 +57,26 @@ def build(spec, out, features, models_dir):
     scored = np.asarray(classes)
     top_k = sources[0].get("top_k", MAX_SEGMENTS)
 
-    def map_of(rows, weights):
-        """MAP@K of the segments of `rows` (rated rows) blended with `weights`."""
-        keep = np.isin(grid_rows, rows)
-        evaluator = ratings.evaluator(rows, scored, top_k)
-        index = np.flatnonzero(keep)
-        for chunk in chunks(len(index)):
-            evaluator.update(weights(read(oof_parts, index[chunk])))
-        return evaluator.result()["map"]
-
     def fit(rows):
+        """Weights for the blend, fitted on the segments of `rows` (rated rows)."""
         if spec["combiner"] == "mean":
             return np.full(len(names), 1.0 / len(names))
-        weights, _ = fit_weights(lambda mix, w: map_of(rows, mix), len(names))
-        return weights
+        index = np.flatnonzero(np.isin(grid_rows, rows))
+
+        def map_of(mix, _weights):  # MAP@K of the segments of `rows` blended by `mix`
+            evaluator = ratings.evaluator(rows, scored, top_k)
+            for chunk in chunks(len(index)):
+                evaluator.update(mix(read(oof_parts, index[chunk])))
+            return evaluator.result()["map"]
+
+        return fit_weights(map_of, len(names))[0]
 
     rated = ratings.rated_rows
     fold_weights = {int(k): fit(rated[cache.fold[rated] != k]) for k in np.unique(folds)}
     weights = fit(rated)
     evaluator = ratings.evaluator(rated, scored, top_k)
     folder = out / FOLDER
+    (folder / "metrics.json").unlink(missing_ok=True)  # written last, for these parts
     with predictions.writer(folder, "oof", oof_ids, len(classes)) as oof:
         for chunk in chunks(len(oof_ids)):
             x = blend_by_fold(read(oof_parts, chunk), folds[chunk], fold_weights)

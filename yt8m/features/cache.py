@@ -14,6 +14,14 @@ from yt8m.features.build import MANIFEST, SPLIT_ORDER
 from yt8m.features.folds import read_folds
 
 
+def csr_positions(lo, hi):
+    """The positions lo[0]..hi[0]-1, lo[1]..hi[1]-1, ... of CSR rows, concatenated (int64),
+    without a Python loop over the rows."""
+    lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+    counts = hi - lo
+    return np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+
+
 class FeatureCache:
     """A built `features/<level>/` cache.
 
@@ -145,7 +153,7 @@ class FeatureCache:
             offsets = np.load(d / "segment_offsets.npy")
             mine = rows[self.shard_of[rows] == shard]
             lo, hi = offsets[self.local[mine]], offsets[self.local[mine] + 1]
-            take = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)] or [np.zeros(0, int)])
+            take = csr_positions(lo, hi)
             arrays = [np.load(d / f"segment_{key}.npy", mmap_mode="r")
                       for key in ("start_times", "labels", "scores")]
             parts.append((np.repeat(mine, hi - lo), *(a[take] for a in arrays)))
@@ -179,9 +187,7 @@ class FeatureCache:
         """Dense (len(rows), num_classes) 0/1 label matrix."""
         rows = np.asarray(rows)
         lo, hi = self.label_offsets[rows], self.label_offsets[rows + 1]
-        counts = hi - lo
         out = np.zeros((len(rows), self.num_classes), dtype)
-        which = np.repeat(np.arange(len(rows)), counts)
-        flat = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        out[which, self.labels_flat[flat]] = 1
+        which = np.repeat(np.arange(len(rows)), hi - lo)
+        out[which, self.labels_flat[csr_positions(lo, hi)]] = 1
         return out

@@ -24,7 +24,6 @@ finished folds are kept while the spec's settings and the data are unchanged.
 import json
 import shutil
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -32,46 +31,20 @@ from keras import ops
 
 from .. import predictions
 from ..errors import Yt8mError
-from ..fileio import write_json
-from ..input.sample import SCORED_CLASSES, SEGMENT_SECONDS
-from ..segment_metrics import SegmentEvaluator
+from ..features.cache import csr_positions
+from ..features.segments import (
+    FOLDER,
+    SEGMENT_SECONDS,
+    SegmentRatings,
+    scored_classes,
+    segment_grid,
+    segment_ids,
+    segment_keys,
+)
+from ..fileio import output_lock, write_json
 
 SEGMENT_KEYS = {"epochs": int, "learning_rate": float, "batch_size": int}
 DEFAULTS = {"epochs": 3, "learning_rate": 1e-3, "batch_size": 64}
-FOLDER = "segments"
-_KEY = 4096  # segments a video may have at most, in the (row, segment) keys
-
-
-def segment_grid(cache, rows):
-    """(rows, starts): every 5-second segment of each row, in row order (the last one may
-    hold fewer than 5 frames)."""
-    rows = np.asarray(rows, np.int64)
-    count = -(-cache.num_frames[rows].astype(np.int64) // SEGMENT_SECONDS)
-    first = np.repeat(np.cumsum(count) - count, count)
-    return np.repeat(rows, count), (np.arange(count.sum()) - first) * SEGMENT_SECONDS
-
-
-def segment_ids(cache, rows, starts):
-    return np.array([f"{cache.ids[r]}:{s}" for r, s in zip(rows.tolist(), starts.tolist(),
-                                                            strict=True)])
-
-
-def scored_classes(input_dir, num_classes):
-    """The scored class ids: `segment_label_ids.csv` in `input_dir` (column `Index`), or every
-    class when there is none."""
-    path = Path(input_dir) / SCORED_CLASSES
-    if not path.exists():
-        return np.arange(num_classes)
-    lines = path.read_text().split()
-    if not lines or lines[0] != "Index":
-        raise Yt8mError(f"{path}: expected a header 'Index' and one class id per line")
-    try:
-        classes = np.unique(np.array(lines[1:], np.int64))
-    except ValueError:
-        raise Yt8mError(f"{path}: class ids must be integers") from None
-    if classes.size == 0 or classes[0] < 0 or classes[-1] >= num_classes:
-        raise Yt8mError(f"{path}: class ids must be in [0, {num_classes}), at least one")
-    return classes
 
 
 class RatedLoss(keras.losses.Loss):
@@ -122,7 +95,7 @@ class SegmentBatches(keras.utils.PyDataset):
         offsets, classes, ratings = self.ratings
         lo, hi = offsets[take], offsets[take + 1]
         which = np.repeat(np.arange(len(take)), hi - lo)
-        pick = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
+        pick = csr_positions(lo, hi)
         packed = np.zeros((len(take), 2, self.cache.num_classes), np.float32)
         packed[which, 0, classes[pick]] = ratings[pick] > 0
         packed[which, 1, classes[pick]] = 1.0  # label weight on the rated classes only
@@ -130,55 +103,6 @@ class SegmentBatches(keras.utils.PyDataset):
 
     def on_epoch_end(self):
         self.epoch += 1
-
-
-def _keys(rows, starts):
-    return np.asarray(rows, np.int64) * _KEY + np.asarray(starts, np.int64) // SEGMENT_SECONDS
-
-
-class SegmentRatings:
-    """The validate ratings located among the segments: `segment_grid` of every rated row,
-    and for each rating its segment's index there, class and rating."""
-
-    def __init__(self, cache):
-        row, start, label, rating = cache.segment_ratings(cache.rows("validate"))
-        if not row.size:
-            raise Yt8mError(f"{cache.root}: no validate video carries segment ratings; the "
-                            f"segment stage needs the 2019 segment-rated validate shards")
-        self.cache = cache
-        self.rated_rows = np.unique(row)
-        self.grid_rows, self.grid_starts = segment_grid(cache, self.rated_rows)
-        keys, wanted = _keys(self.grid_rows, self.grid_starts), _keys(row, start)
-        at = np.searchsorted(keys, wanted).clip(0, len(keys) - 1)
-        bad = (keys[at] != wanted) | (start % SEGMENT_SECONDS != 0)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise Yt8mError(f"{cache.root}: video {cache.ids[row[i]]} has a rating of segment "
-                            f"{start[i]}, which is not the start of one of its 5-second "
-                            f"segments ({cache.num_frames[row[i]]} frames kept)")
-        self.segment, self.row, self.label, self.rating = at, row, label, rating
-
-    def examples(self, rows, classes):
-        """Training examples of the ratings of `rows`, one per rated segment: (rows, starts,
-        (offsets, classes, ratings)), the segment's ratings of the scored `classes` as CSR
-        (ratings of other classes are left out)."""
-        column = np.searchsorted(classes, self.label).clip(0, len(classes) - 1)
-        keep = np.flatnonzero(np.isin(self.row, rows) & (classes[column] == self.label))
-        keep = keep[np.argsort(self.segment[keep], kind="stable")]
-        unique, counts = np.unique(self.segment[keep], return_counts=True)
-        offsets = np.concatenate([[0], np.cumsum(counts)])
-        return (self.grid_rows[unique], self.grid_starts[unique],
-                (offsets, self.label[keep], self.rating[keep]))
-
-    def evaluator(self, rows, classes, top_k):
-        """A `SegmentEvaluator` of the ratings of `rows`, with segments numbered as
-        `segment_grid(cache, rows)` numbers them (rows sorted)."""
-        rows = np.unique(rows)
-        grid = _keys(*segment_grid(self.cache, rows))
-        keep = np.isin(self.row, rows)
-        at = np.searchsorted(grid, _keys(self.grid_rows[self.segment[keep]],
-                                         self.grid_starts[self.segment[keep]]))
-        return SegmentEvaluator(classes, at, self.label[keep], self.rating[keep], top_k=top_k)
 
 
 def settings(spec):
@@ -192,13 +116,16 @@ def _fingerprint(spec, cache, classes):
             "segments": settings(spec), "classes": int(len(classes))}
 
 
-def _predict(model, batches, writer, classes, evaluator=None):
+def _predict(model, batches, classes, evaluator=None, writer=None):
+    """The scored classes' logits of every batch, into `evaluator` and/or `writer` (rows in
+    batch order)."""
     row = 0
     for (inputs,) in batches:
         logits = np.asarray(model.predict_on_batch(inputs), np.float32)[:, classes]
         if evaluator is not None:
             evaluator.update(logits)
-        writer[row : row + len(logits)] = logits
+        if writer is not None:
+            writer[row : row + len(logits)] = logits
         row += len(logits)
 
 
@@ -228,11 +155,9 @@ def train_fold(spec, out, cache, ratings, classes, fold, top_k, progress=False):
     model = build(spec, cache.num_classes)
     model.load_weights(str(weights_path))
     model.compile(optimizer=keras.optimizers.Adam(seg["learning_rate"]), loss=RatedLoss())
-    own_rows, own_starts = segment_grid(cache, np.sort(own))
-    own_batches = SegmentBatches(cache, own_rows, own_starts, seg["batch_size"])
     before = ratings.evaluator(own, classes, top_k)  # the video model's own segment scores
-    for (inputs,) in own_batches:
-        before.update(np.asarray(model.predict_on_batch(inputs), np.float32)[:, classes])
+    _predict(model, SegmentBatches(cache, *segment_grid(cache, own), seg["batch_size"]),
+             classes, before)
     rows, starts, rated = ratings.examples(others, classes)
     started = time.perf_counter()
     data = SegmentBatches(cache, rows, starts, seg["batch_size"], rated, shuffle=True,
@@ -241,13 +166,11 @@ def train_fold(spec, out, cache, ratings, classes, fold, top_k, progress=False):
     seconds = time.perf_counter() - started
     evaluator = ratings.evaluator(own, classes, top_k)
     for part, part_rows in (("oof", own), ("test", cache.rows("test"))):
-        grid_rows, grid_starts = segment_grid(cache, np.sort(part_rows))
-        batches = SegmentBatches(cache, grid_rows, grid_starts, seg["batch_size"])
-        with predictions.writer(folder, part, segment_ids(cache, grid_rows, grid_starts),
-                                len(classes), dtype=np.float32) as out_array:
-            _predict(model, batches, out_array, classes,
-                     evaluator if part == "oof" else None)
-    record = _fingerprint(spec, cache, classes) | {
+        batches = SegmentBatches(cache, *segment_grid(cache, part_rows), seg["batch_size"])
+        with predictions.writer(folder, part, segment_ids(cache, part_rows), len(classes),
+                                dtype=np.float32) as out_array:
+            _predict(model, batches, classes, evaluator if part == "oof" else None, out_array)
+    record = _fingerprint(spec, cache, classes) | {"video_weights": _weights_stamp(out, fold),
         "fold": fold, "metrics": evaluator.result(), "before": before.result(),
         "examples": int(len(rows)),
         "seconds": round(seconds, 2)}
@@ -255,12 +178,23 @@ def train_fold(spec, out, cache, ratings, classes, fold, top_k, progress=False):
     return record
 
 
-def _done(folder, fingerprint):
-    path = folder / "fold.json"
-    if not path.exists():
+def _weights_stamp(out, fold):
+    """The video fold's best weights as trained (size and time): a retrained fold redoes its
+    segment fold."""
+    stat = (out / f"fold_{fold}" / "best.weights.h5").stat()
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _done(out, fold, fingerprint):
+    """Fold `fold`'s committed record when it was made with these settings, data and video
+    weights, else None."""
+    path = out / FOLDER / f"fold_{fold}" / "fold.json"
+    weights = out / f"fold_{fold}" / "best.weights.h5"
+    if not path.exists() or not weights.exists():
         return None
     record = json.loads(path.read_text())
-    return record if all(record.get(k) == v for k, v in fingerprint.items()) else None
+    wanted = fingerprint | {"video_weights": _weights_stamp(out, fold)}
+    return record if all(record.get(k) == v for k, v in wanted.items()) else None
 
 
 def run(spec_path, features="features", input_dir="input", models_dir=None, top_k=None,
@@ -291,15 +225,17 @@ def run(spec_path, features="features", input_dir="input", models_dir=None, top_
     if skipped:  # nothing of their own to score out of fold
         log(out, f"{out.name} segments: folds {skipped} hold no rated videos; their models are "
                  f"not fine-tuned", quiet=not progress)
-    for fold in folds:
-        record = _done(out / FOLDER / f"fold_{fold}", fingerprint)
-        if record is None:
-            record = train_fold(spec, out, cache, ratings, classes, fold, top_k, progress)
-            log(out, f"{out.name} segments fold {fold}: MAP@{top_k} "
-                     f"{record['metrics']['map']:.4f} ({record['examples']} rated segments, "
-                     f"{record['seconds']:.1f} s)", quiet=not progress)
-        records.append(record)
-    metrics = _assemble(out / FOLDER, cache, ratings, classes, top_k, fingerprint, records)
+    (out / FOLDER).mkdir(parents=True, exist_ok=True)
+    with output_lock(out / FOLDER, f"yt8m segments {spec_path}"):  # one writer at a time
+        for fold in folds:
+            record = _done(out, fold, fingerprint)
+            if record is None:
+                record = train_fold(spec, out, cache, ratings, classes, fold, top_k, progress)
+                log(out, f"{out.name} segments fold {fold}: MAP@{top_k} "
+                         f"{record['metrics']['map']:.4f} ({record['examples']} rated "
+                         f"segments, {record['seconds']:.1f} s)", quiet=not progress)
+            records.append(record)
+        metrics = _assemble(out / FOLDER, cache, ratings, classes, top_k, fingerprint, records)
     log(out, f"{out.name} segments: out-of-fold MAP@{top_k} {metrics['oof']['map']:.4f} over "
              f"{metrics['oof']['classes']} classes", quiet=not progress)
     return metrics
@@ -308,14 +244,14 @@ def run(spec_path, features="features", input_dir="input", models_dir=None, top_
 def _assemble(folder, cache, ratings, classes, top_k, fingerprint, records):
     """Pool the folds' out-of-fold scores in cache order (scored from their float32 values)
     and average their test scores."""
+    (folder / "metrics.json").unlink(missing_ok=True)  # written last, for these parts
     rows = ratings.rated_rows
-    grid_rows, grid_starts = segment_grid(cache, rows)
-    grid = _keys(grid_rows, grid_starts)
+    grid = segment_keys(*segment_grid(cache, rows))
     part_of, row_in_part = np.full(len(grid), -1), np.zeros(len(grid), np.int64)
     parts = []
     for i, record in enumerate(records):
         part = predictions.load(folder / f"fold_{record['fold']}", "oof")
-        at = np.searchsorted(grid, _keys(*segment_grid(cache, rows[cache.fold[rows] ==
+        at = np.searchsorted(grid, segment_keys(*segment_grid(cache, rows[cache.fold[rows] ==
                                                                    record["fold"]])))
         if len(part.ids) != len(at):
             raise Yt8mError(f"{folder}/fold_{record['fold']}: {len(part.ids)} out-of-fold "
@@ -327,8 +263,7 @@ def _assemble(folder, cache, ratings, classes, top_k, fingerprint, records):
         raise Yt8mError(f"{folder}: no fold scored {int((part_of < 0).sum())} rated segments; "
                         f"run `yt8m segments` again")
     evaluator = ratings.evaluator(rows, classes, top_k)
-    ids = segment_ids(cache, grid_rows, grid_starts)
-    with predictions.writer(folder, "oof", ids, len(classes)) as pooled:
+    with predictions.writer(folder, "oof", segment_ids(cache, rows), len(classes)) as pooled:
         for chunk in predictions.chunks(len(grid)):  # in segment order, as the evaluator counts
             block = np.empty((chunk.stop - chunk.start, len(classes)), np.float32)
             for i in np.unique(part_of[chunk]):

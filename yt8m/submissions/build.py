@@ -38,7 +38,7 @@ def valid_classes(input_dir="input", num_classes=None):
 
 def scored_segment_classes(input_dir="input", num_classes=1 << 31):
     """The 2019 scored classes from `input/segment_label_ids.csv` (None when absent)."""
-    from ..models.segments import SCORED_CLASSES, scored_classes
+    from ..features.segments import SCORED_CLASSES, scored_classes
 
     if not (Path(input_dir) / SCORED_CLASSES).is_file():
         return None
@@ -290,16 +290,16 @@ def default_message(path):
 def segment_ids_for_test(features="features", level=None):
     """Every test segment id of the cache (`<id>:<start>`), for 2019 submissions."""
     from ..features.cache import FeatureCache
+    from ..features.segments import segment_ids
 
     cache = FeatureCache(features, level or "frame")
-    rows = cache.rows("test")
-    return segments.segment_ids_of(cache.ids[rows], np.asarray(cache.num_frames)[rows])
+    return segment_ids(cache, cache.rows("test"))
 
 
 def segment_source(source=None, roots=("ensembles", "models")):
     """The folder of 2019 segment scores: `<source>/segments` (or `source` itself), else the
     best by out-of-fold MAP among `<root>/<id>/segments/`."""
-    from ..models.segments import FOLDER
+    from ..features.segments import FOLDER
 
     if source:
         for folder in (Path(source) / FOLDER, Path(source)):

@@ -11,6 +11,7 @@ import re
 import numpy as np
 
 from ..errors import Yt8mError
+from ..features.segments import segment_ids_of  # noqa: F401 (part of this module's API)
 from ..fileio import atomic_path
 from ..input.sample import SEGMENT_SECONDS
 from ..predictions import chunks
@@ -60,12 +61,6 @@ def write(path, segment_ids, scores, classes, max_segments=MAX_SEGMENTS):
             f.write(f"{cls},{' '.join(segments)}\n")
             rows += 1
     return rows
-
-
-def segment_ids_of(video_ids, num_frames):
-    """Segment ids of every video: `<id>:<start>` for starts 0, 5, ... covering its frames."""
-    return [f"{video}:{start}" for video, frames in zip(video_ids, num_frames, strict=True)
-            for start in range(0, int(frames), SEGMENT_SECONDS)]
 
 
 def check(path, classes=None, segment_ids=None, max_segments=MAX_SEGMENTS):
