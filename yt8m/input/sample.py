@@ -187,17 +187,17 @@ def _ordered_motifs(rng, world, spec):
     over frames are those of a class like any other."""
     eligible = np.flatnonzero(~world.audio_class)
     count = int(round(spec.ordered_classes * len(world.vertical) / 2))
-    twins, used = [], set()
+    twins, used = [], np.zeros(len(world.vertical), bool)
     for c in rng.permutation(eligible):
         if len(twins) == count:
             break
-        if c in used:
+        if used[c]:
             continue
-        mates = [m for m in eligible if m != c and m not in used
-                 and world.vertical[m] == world.vertical[c]]
-        if mates:
+        mates = eligible[~used[eligible] & (eligible != c)
+                         & (world.vertical[eligible] == world.vertical[c])]
+        if mates.size:
             mate = int(rng.choice(mates))
-            used.update((int(c), mate))
+            used[[c, mate]] = True
             twins.append((int(c), mate))
     motifs, twin = {}, {}
     dim = FRAME_FEATURES["rgb"]
