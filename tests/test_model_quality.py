@@ -1,14 +1,11 @@
-"""Out of fold, every demo model learns a generated competition, all but one better than their
-baseline.
+"""Out of fold, every demo model learns a generated competition better than its baseline.
 
 Each model is the demo preset's architecture trained over 2 folds with one pinned schedule (the
 same for the models and their baselines), and its pooled OOF GAP@20 must beat the mean-pooled
 logistic baseline's OOF GAP (video-level models: the video-level logistic baseline) by a margin.
 The competition has ordered classes (`SampleSpec.ordered_classes`): twins whose key segments
 show the same two motifs in opposite orders, which only a model reading the frames in order
-tells apart; the LSTM beats the baseline through them. The GRU does not (its state forgets a key
-segment faster on this data: 256 cells reach 0.446 against the baseline's 0.434), so it is held
-to learning most of what the baseline learns, far above the class prior's 0.09.
+tells apart; the LSTM and the GRU beat the baseline through them.
 The schedule is longer than the demo presets' own: `make all`'s four epochs on the sample show
 the pipeline in its time budget but stop the frame-level models long before they converge.
 
@@ -34,10 +31,8 @@ BASELINE = {"nextvlad": "frame_logistic", "attention_cluster": "frame_logistic",
             "attention_lstm": "frame_logistic", "gated_netvlad": "frame_logistic",
             "dbof": "frame_logistic", "mix_nextvlad": "frame_logistic",
             "gated_netrvlad": "frame_logistic", "netfv": "frame_logistic",
-            "lstm": "frame_logistic", "soft_dbof": "frame_logistic",
+            "lstm": "frame_logistic", "gru": "frame_logistic", "soft_dbof": "frame_logistic",
             "video_moe": "video_logistic"}
-# model -> the share of frame_logistic's OOF GAP it must reach (see the module docstring)
-NEAR_BASELINE = {"gru": 0.9}
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +65,3 @@ def test_demo_model_beats_the_mean_pooled_logistic_baseline_out_of_fold(competit
     baseline = oof_gap(competition, BASELINE[name])
     assert baseline > 0.4  # the baseline itself learns (chance is about 0.02)
     assert oof_gap(competition, name) > baseline + MARGIN
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(NEAR_BASELINE))
-def test_the_gru_demo_learns_most_of_what_the_baseline_learns(competition, name):
-    baseline = oof_gap(competition, "frame_logistic")
-    assert baseline > 0.4
-    assert oof_gap(competition, name) > NEAR_BASELINE[name] * baseline

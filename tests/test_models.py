@@ -301,3 +301,20 @@ def test_every_shipped_spec_suggests_only_settings_its_model_accepts(tmp_path):
         spec = (load_video_spec if is_video_spec(path) else load_spec)(edited)
         assert spec.architecture == data["architecture"], path
     assert suggestions >= 10
+
+
+@pytest.mark.parametrize("preset, update", [("paper", 1.0), ("demo", 3.0)])
+def test_gru_gates_start_as_the_preset_says(preset, update):
+    """TF1's GRUCell starts the update and reset gates at 1 and the candidate at 0; the demo
+    starts the update gates at 3 so that a new GRU carries a key segment to the video's end."""
+    import keras
+
+    arch = {"units": 4, "layers": 1} if preset == "paper" else {}
+    model = build({"model": "gru", "preset": preset, "architecture": arch}, num_classes=3)
+    bias = np.asarray(model.get_layer("gru_1").cell.bias)
+    units = len(bias) // 3
+    np.testing.assert_array_equal(bias[:units], update)  # Keras orders (update, reset, candidate)
+    np.testing.assert_array_equal(bias[units : 2 * units], 1.0)
+    np.testing.assert_array_equal(bias[2 * units :], 0.0)
+    restored = keras.models.model_from_json(model.to_json())
+    np.testing.assert_array_equal(np.asarray(restored.get_layer("gru_1").cell.bias)[:units], update)
