@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from yt8m.features.build import build_features
+from yt8m.features.writer import build_features
 from yt8m.input.sample import SampleSpec, generate
 from yt8m.input.schema import Video, encode
 from yt8m.input.tfrecord import write_records

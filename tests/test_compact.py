@@ -199,7 +199,7 @@ SPEC = "model: frame_logistic\npreset: demo\nseed: 3\ntraining: {epochs: 1, num_
 
 def test_train_after_compact_neither_trains_again_nor_breaks(tiny_features, tmp_path,
                                                             monkeypatch, capsys):
-    from yt8m.models import oof
+    from yt8m.models import trainer as oof
 
     monkeypatch.chdir(tmp_path)
     Path("features").symlink_to(tiny_features)
@@ -238,7 +238,7 @@ def test_train_after_compact_neither_trains_again_nor_breaks(tiny_features, tmp_
 
 def test_bench_top_k_sets_dense_members_against_compacted_ones(tiny_features, tmp_path,
                                                                monkeypatch):
-    from yt8m.bench_topk import topk_report
+    from yt8m.bench.topk import topk_report
     from yt8m.features.cache import FeatureCache
 
     monkeypatch.chdir(tmp_path)

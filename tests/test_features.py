@@ -7,9 +7,9 @@ import pytest
 
 from tests.conftest import REAL_SHARD, TINY, make_video, write_shard
 from yt8m.errors import InputError, Yt8mError
-from yt8m.features.build import build_features
 from yt8m.features.cache import FeatureCache
-from yt8m.features.quantization import dequantize
+from yt8m.features.writer import build_features
+from yt8m.input.quantization import dequantize
 from yt8m.input.schema import VERSIONS, decode, parse, record_version
 from yt8m.input.tfrecord import iter_records
 

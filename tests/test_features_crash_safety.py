@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import make_video, write_shard
 from yt8m.errors import InputError, Yt8mError
-from yt8m.features.build import build_features
 from yt8m.features.cache import FeatureCache
 from yt8m.features.loader import BatchLoader
+from yt8m.features.writer import build_features
 from yt8m.input.protos import SequenceExample
 from yt8m.input.schema import Video, encode
 from yt8m.input.tfrecord import iter_records, write_records
@@ -269,7 +269,7 @@ def test_a_file_size_limit_reads_as_a_full_disk(tmp_path):
     script = ("import resource, sys\n"
               "resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))\n"
               "from yt8m.errors import Yt8mError\n"
-              "from yt8m.features.build import build_features\n"
+              "from yt8m.features.writer import build_features\n"
               "try:\n"
               "    build_features(sys.argv[1], sys.argv[2], workers=1, num_folds=2, "
               "progress=False)\n"

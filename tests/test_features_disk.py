@@ -19,9 +19,9 @@ import pytest
 from tests.conftest import make_video, write_shard
 from yt8m.cli import main
 from yt8m.errors import InputError, Yt8mError
-from yt8m.features import build as build_module
-from yt8m.features.build import build_features
+from yt8m.features import writer as build_module
 from yt8m.features.cache import FeatureCache
+from yt8m.features.writer import build_features
 from yt8m.input import download as download_module
 from yt8m.input.download import download_and_convert, split_shard
 
@@ -187,8 +187,8 @@ def _yt8m(input_dir, features, *flags, kill_at=None):
                           capture_output=True, text=True, timeout=300)
 
 
-DELETE = "yt8m.features.build:_delete_source"
-MANIFEST = "yt8m.features.build:_write_manifest"
+DELETE = "yt8m.features.writer:_delete_source"
+MANIFEST = "yt8m.features.writer:_write_manifest"
 
 
 @pytest.mark.slow  # subprocesses killed at three points; `make test-slow`, run by CI

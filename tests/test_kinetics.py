@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from yt8m.kinetics import sampling
-from yt8m.kinetics.sample import CLASSES, VideoSampleSpec, generate, render, video_file
-from yt8m.kinetics.video_io import VideoError, read_frames, write_video
+from yt8m.features import clip_sampling as sampling
+from yt8m.input.kinetics.sample import CLASSES, VideoSampleSpec, generate, render, video_file
+from yt8m.input.kinetics.video_io import VideoError, read_frames, write_video
 
 SMALL = VideoSampleSpec(train_per_class=2, validate_per_class=1, test_per_class=1)
 
@@ -66,7 +66,7 @@ def test_video_round_trip_scaling_and_bad_files(tmp_path):
 
 
 def test_the_classes_of_a_pair_are_the_same_video_reversed():
-    from yt8m.kinetics.sample import PAIRS
+    from yt8m.input.kinetics.sample import PAIRS
 
     spec = VideoSampleSpec()
     for forwards, backwards in PAIRS:
@@ -101,7 +101,7 @@ def test_sample_competition_layout(tmp_path):
 
 
 def test_dataset_from_the_csvs_and_from_class_folders(tmp_path):
-    from yt8m.kinetics.dataset import class_names, read_split
+    from yt8m.input.kinetics.dataset import class_names, read_split
 
     generate(tmp_path / "csv", SMALL, progress=False)
     train = read_split(tmp_path / "csv", "train")
@@ -122,7 +122,7 @@ def test_dataset_from_the_csvs_and_from_class_folders(tmp_path):
 
 def test_missing_videos_are_an_error_or_skipped_and_counted(tmp_path):
     from yt8m.errors import Yt8mError
-    from yt8m.kinetics.dataset import read_split
+    from yt8m.input.kinetics.dataset import read_split
 
     generate(tmp_path, SMALL, progress=False)
     gone = read_split(tmp_path, "validate").clips[2].path
@@ -162,7 +162,7 @@ def test_training_crops_offsets_and_flips_follow_the_seed(monkeypatch):
     flip for every video; another seed, other ones for the same video in the same batch slot."""
     from types import SimpleNamespace
 
-    from yt8m.kinetics import loader
+    from yt8m.features import clip_loader as loader
 
     video = _coded_video()
     monkeypatch.setattr(loader, "read_frames", lambda path, short, long=None: video)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from yt8m.cli import main
-from yt8m.kinetics.dataset import read_split
-from yt8m.kinetics.loader import ClipSampling, TrainingClips, predict_videos, scan, video_clips
-from yt8m.kinetics.sample import CLASSES, VideoSampleSpec, generate
-from yt8m.kinetics.training import accuracy_report, top_k_accuracy
-from yt8m.kinetics.video_io import VideoError, write_video
+from yt8m.features.clip_loader import ClipSampling, TrainingClips, predict_videos, scan, video_clips
+from yt8m.input.kinetics.dataset import read_split
+from yt8m.input.kinetics.sample import CLASSES, VideoSampleSpec, generate
+from yt8m.input.kinetics.video_io import VideoError, write_video
+from yt8m.models.clip_trainer import accuracy_report, top_k_accuracy
 from yt8m.submissions.kinetics import check_results, results, score
 
 SMALL = VideoSampleSpec(train_per_class=2, validate_per_class=1, test_per_class=1)
@@ -221,7 +221,7 @@ def test_bad_specs_and_missing_data_are_named(tmp_path, capsys):
 def test_stnet_beats_the_frame_averaging_baseline_on_the_sample(tmp_path, monkeypatch):
     """The sample's classes come in pairs with the same frames in reverse order: a model that
     averages single frames is capped at 50%; StNet, seeing consecutive frames, is not."""
-    from yt8m.kinetics.training import train
+    from yt8m.models.clip_trainer import train
 
     generate(tmp_path / "kinetics", progress=False)
     monkeypatch.chdir(tmp_path)

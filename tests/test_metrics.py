@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from yt8m import metrics
+from yt8m.bench.heap_metrics import heap_gap_and_map
 from yt8m.errors import Yt8mError
-from yt8m.heap_metrics import heap_gap_and_map
 from yt8m.metrics import Evaluator, evaluate, gap, hit_at_one, mean_ap, perr, top_candidates
 
 

@@ -14,9 +14,9 @@ Slow (about ten minutes on two cores): run by `make test-slow`, which CI runs.
 
 import pytest
 
-from yt8m.features.build import build_features
+from yt8m.features.writer import build_features
 from yt8m.input.sample import SampleSpec, generate
-from yt8m.models import oof
+from yt8m.models import trainer as oof
 
 # The sample competition's generator at a size two cores train every demo model on in minutes:
 # 200 classes, 2,100 labeled videos in 14 shards, 2 folds.

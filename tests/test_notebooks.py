@@ -8,7 +8,7 @@ import pytest
 from nbmake.nb_run import NotebookRun
 
 from yt8m import ensembles
-from yt8m.models.oof import train
+from yt8m.models.trainer import train
 from yt8m.paths import ENVIRONMENT_VARIABLE
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

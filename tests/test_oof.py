@@ -12,7 +12,7 @@ from yt8m import predictions
 from yt8m.cli import main
 from yt8m.errors import Yt8mError
 from yt8m.features.cache import FeatureCache
-from yt8m.models import oof
+from yt8m.models import trainer as oof
 from yt8m.models.callbacks import GapEvaluation
 
 SPEC = "model: frame_logistic\npreset: demo\nseed: 3\ntraining: {epochs: 2, num_frames: 16}\n"
@@ -190,7 +190,7 @@ def test_each_fold_keeps_its_best_epoch_and_scores_it(workspace):
 
 
 def test_extra_training_splits_join_every_fold(tiny_input, tmp_path, monkeypatch):
-    from yt8m.features.build import build_features
+    from yt8m.features.writer import build_features
 
     monkeypatch.chdir(tmp_path)
     build_features(tiny_input, "features", progress=False, num_folds=2, fold_splits=("train",))

@@ -10,8 +10,8 @@ import pytest
 
 from yt8m import predictions
 from yt8m.cli import main
-from yt8m.features.build import build_features
 from yt8m.features.cache import FeatureCache
+from yt8m.features.writer import build_features
 
 SPEC = "model: frame_logistic\npreset: demo\nseed: 2\ntraining: {epochs: 2, num_frames: 16}\n"
 

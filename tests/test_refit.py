@@ -15,7 +15,7 @@ import pytest
 
 from yt8m import predictions
 from yt8m.features.cache import FeatureCache
-from yt8m.models.oof import refit_epochs
+from yt8m.models.trainer import refit_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 # dropout (attention_cluster): the refit's dropout seeds must survive a resume too

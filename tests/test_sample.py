@@ -10,9 +10,9 @@ import pytest
 
 from tests.conftest import TINY, make_video, write_shard
 from yt8m.errors import Yt8mError
-from yt8m.features.build import build_features
 from yt8m.features.cache import FeatureCache
-from yt8m.features.quantization import dequantize
+from yt8m.features.writer import build_features
+from yt8m.input.quantization import dequantize
 from yt8m.input.sample import VERTICALS, VOCABULARY_COLUMNS, SampleSpec, _World, generate
 from yt8m.metrics import gap
 

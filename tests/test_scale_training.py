@@ -1,9 +1,9 @@
 """Training and its assembly in memory bounded by a batch or a chunk: the same stage at two sizes
-(`yt8m.bench_scale`, each run in a fresh process), peak anonymous memory compared."""
+(`yt8m.bench.scale`, each run in a fresh process), peak anonymous memory compared."""
 
 import pytest
 
-from yt8m import bench_scale
+from yt8m.bench import scale as bench_scale
 
 # a stage that holds (videos x classes) float32 grows by this many MB per 1,000 videos
 DENSE_MB_PER_1000 = 3862 * 4 * 1000 / 2**20

@@ -3,8 +3,8 @@ import pytest
 
 from tests.conftest import REAL_SHARD, make_video, write_shard
 from yt8m.errors import InputError
-from yt8m.features.quantization import BIAS, SCALE, dequantize, quantize
 from yt8m.input.protos import SequenceExample
+from yt8m.input.quantization import BIAS, SCALE, dequantize, quantize
 from yt8m.input.schema import VERSIONS, decode, encode, parse, record_level, record_version
 from yt8m.input.tfrecord import iter_records
 

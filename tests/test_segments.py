@@ -13,11 +13,12 @@ import pytest
 
 from yt8m.cli import main
 from yt8m.errors import Yt8mError
-from yt8m.features.build import build_features
 from yt8m.features.cache import FeatureCache
 from yt8m.features.segments import SegmentRatings, scored_classes, segment_grid
+from yt8m.features.writer import build_features
 from yt8m.input.sample import SampleSpec, generate
-from yt8m.models import oof, segments
+from yt8m.models import segments
+from yt8m.models import trainer as oof
 from yt8m.models.registry import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -86,7 +86,7 @@ def test_only_temporal_modeling_sees_the_order_of_segments(temporal_modeling):
 def torchvision_state(model, rng):
     """A torchvision-layout ResNet state dict (random values) with the shapes of `model`'s
     ResNet, conv1 on 3 RGB channels as ImageNet weights have it, plus an fc to be ignored."""
-    from yt8m.kinetics.pretrained import _torch_names
+    from yt8m.models.pretrained import _torch_names
 
     state = {"fc.weight": rng.normal(size=(1000, 64)), "fc.bias": np.zeros(1000)}
     for layer in model.layers:
@@ -107,7 +107,7 @@ def torchvision_state(model, rng):
 
 def test_imagenet_weights_load_and_conv1_is_inflated(tmp_path):
     from yt8m.errors import Yt8mError
-    from yt8m.kinetics.pretrained import load_imagenet
+    from yt8m.models.pretrained import load_imagenet
 
     n = PRESETS["demo"]["segment_length"]
     model = build_stnet(num_classes=6, **PRESETS["demo"])

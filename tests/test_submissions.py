@@ -14,7 +14,7 @@ from yt8m.features.cache import FeatureCache
 from yt8m.fileio import output_lock
 from yt8m.metrics import Evaluator, evaluate
 from yt8m.submissions import kaggle, segments, video
-from yt8m.submissions.build import sha256, write_submission
+from yt8m.submissions.writer import sha256, write_submission
 
 IDS = ["aaaa", "bbbb", "cccc"]
 
@@ -221,7 +221,7 @@ def competition(tiny_input, tiny_features, tmp_path, monkeypatch):
 
 
 def test_a_distilled_student_is_chosen_only_when_nothing_else_is_there(competition):
-    from yt8m.submissions.build import choose_source
+    from yt8m.submissions.writer import choose_source
 
     cache, logits, _ = competition
     predictions.save("models/student", "test", cache.ids[cache.rows("test")], logits)
@@ -419,7 +419,7 @@ def test_chunked_write_and_score_equal_one_chunk(tmp_path, monkeypatch):
 
 
 def test_rows_are_read_in_the_expected_order_without_a_dense_copy(tmp_path):
-    from yt8m.submissions.build import RowView, aligned_rows
+    from yt8m.submissions.writer import RowView, aligned_rows
 
     logits = logits_for(6, 50, seed=2)
     predictions.save(tmp_path, "test", ["f", "e", "d", "c", "b", "a"], logits)

@@ -30,7 +30,7 @@ def _sample(args):
 
 
 def _sample_video(args):
-    from yt8m.kinetics.sample import CLASSES, VideoSampleSpec, generate
+    from yt8m.input.kinetics.sample import CLASSES, VideoSampleSpec, generate
 
     spec = VideoSampleSpec(train_per_class=args.train_per_class,
                            validate_per_class=args.validate_per_class,
@@ -45,7 +45,7 @@ def _sample_video(args):
 
 
 def _features(args):
-    from yt8m.features.build import build_features
+    from yt8m.features.writer import build_features
 
     manifest = build_features(args.input, args.features, level=args.level, workers=args.workers,
                               num_folds=args.folds, fold_splits=args.fold_splits.split(","),
@@ -134,19 +134,19 @@ def _bench(args):
 
     if args.scale:
         from yt8m.bench import _machine
-        from yt8m.bench_scale import scale_table
+        from yt8m.bench.scale import scale_table
         from yt8m.fileio import write_text
 
         sizes = tuple(int(n) for n in args.sizes.split(","))
         table, _ = scale_table(sizes)
-        text = (f"Machine: {_machine()}\n\nMethod: `yt8m.bench_scale` (each stage alone in a "
+        text = (f"Machine: {_machine()}\n\nMethod: `yt8m.bench.scale` (each stage alone in a "
                 f"fresh process; peak anonymous memory over the process's start).\n\n{table}\n")
         write_text(args.output if args.output != "features/bench.md" else "features/scale.md",
                    text)
         print(text)
         return
     if args.top_k:
-        from yt8m.bench_topk import topk_report
+        from yt8m.bench.topk import topk_report
         from yt8m.fileio import write_text
 
         chosen = args.top_k_ensembles.split(",") if args.top_k_ensembles else None
@@ -157,7 +157,7 @@ def _bench(args):
         print(text)
         return
     if args.train_path:
-        from yt8m.bench_train import train_path_report
+        from yt8m.bench.train import train_path_report
         from yt8m.fileio import write_text
 
         text = "\n".join(train_path_report((args.models or "nextvlad").split(","), args.preset,
@@ -198,9 +198,9 @@ def _results_write(args):
 
 
 def _submission_write(args):
-    from yt8m.submissions.build import write_submission
     from yt8m.submissions.kaggle import competition_slug
     from yt8m.submissions.kinetics import is_video_source
+    from yt8m.submissions.writer import write_submission
 
     if args.source and is_video_source(args.source):
         return _results_write(args)
@@ -225,7 +225,7 @@ def _submission_write(args):
 
 def _print_segment_score(path, answer_key, args):
     from yt8m.submissions import segments
-    from yt8m.submissions.build import scored_segment_classes
+    from yt8m.submissions.writer import scored_segment_classes
 
     classes = scored_segment_classes(args.input)
     if classes is None:
@@ -238,7 +238,7 @@ def _print_segment_score(path, answer_key, args):
 
 def _print_score(path, solution, args, num_classes=None):
     from yt8m.submissions import video
-    from yt8m.submissions.build import test_ids
+    from yt8m.submissions.writer import test_ids
 
     num_classes = num_classes or test_ids(args.features, args.level)[1] or 3862
     result = video.score(path, solution, num_classes)
@@ -248,8 +248,8 @@ def _print_score(path, solution, args, num_classes=None):
 
 
 def _submission_check(args):
-    from yt8m.submissions.build import check_file
     from yt8m.submissions.kinetics import check_results, read_results
+    from yt8m.submissions.writer import check_file
 
     if args.file.endswith(".json"):
         data = read_results(args.file)
@@ -267,8 +267,8 @@ def _submission_check(args):
 
 
 def _submission_score(args):
-    from yt8m.submissions.build import first_line
     from yt8m.submissions.segments import HEADER
+    from yt8m.submissions.writer import first_line
 
     if first_line(args.file) == HEADER:
         return _print_segment_score(args.file, args.segment_solution, args)
@@ -276,7 +276,8 @@ def _submission_score(args):
 
 
 def _submission_submit(args):
-    from yt8m.submissions import build, kaggle
+    from yt8m.submissions import kaggle
+    from yt8m.submissions import writer as build
 
     slug = kaggle.competition_slug(args.competition)
     if not args.sub:
@@ -298,7 +299,7 @@ def _submission_submit(args):
 
 
 def _train_video(spec, args):
-    from yt8m.kinetics.training import train
+    from yt8m.models.clip_trainer import train
 
     metrics, trained = train(spec, args.models, progress=not args.quiet,
                              skip_bad=args.skip_bad_videos)
@@ -313,8 +314,8 @@ def _train_video(spec, args):
 
 
 def _train(args):
-    from yt8m.kinetics.spec import is_video_spec
-    from yt8m.models.oof import train, train_many
+    from yt8m.models.clip_specs import is_video_spec
+    from yt8m.models.trainer import train, train_many
 
     folds = args.fold  # None: every fold
     video = [spec for spec in args.specs if is_video_spec(spec)]
@@ -386,7 +387,7 @@ def _predict(args):
 
 def _specs(args):
     from yt8m.ensembles import load_spec as load_ensemble
-    from yt8m.kinetics.spec import is_video_spec
+    from yt8m.models.clip_specs import is_video_spec
     from yt8m.models.registry import load_spec
 
     models = [Path(p) for p in args.specs if Path(p).parent.name != "ensembles"]
@@ -474,7 +475,7 @@ def _leaderboard(args):
 def _size(args):
     import numpy as np
 
-    from yt8m.kinetics.spec import is_video_spec, load_video_spec, parse_video_spec
+    from yt8m.models.clip_specs import is_video_spec, load_video_spec, parse_video_spec
     from yt8m.models.registry import load_spec, parse_spec
 
     named = {"model": args.spec, "preset": args.preset}

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from yt8m.errors import Yt8mError
-from yt8m.features.build import MANIFEST, SPLIT_ORDER
 from yt8m.features.folds import read_folds
+
+SPLIT_ORDER = ("train", "validate", "test")
+MANIFEST = "manifest.json"  # the cache's table of contents, written last by `writer`
 
 
 def csr_positions(lo, hi):

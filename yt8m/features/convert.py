@@ -25,8 +25,8 @@ import crc32c
 import numpy as np
 
 from yt8m.errors import InputError, Yt8mError
-from yt8m.features.quantization import BIAS, SCALE
 from yt8m.fileio import atomic_dir
+from yt8m.input.quantization import BIAS, SCALE
 from yt8m.input.schema import (
     FRAME_FEATURES,
     VERSIONS,

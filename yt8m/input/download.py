@@ -168,7 +168,7 @@ def download_and_convert(partition, shard="1,100", parts=1, mirror="us", input_d
     (after the last piece that error stands). `report(manifest, level, input_dir)` is called
     after each build. Returns the last manifest (None when no piece had a shard to convert).
     """
-    from yt8m.features.build import TooFewShardsForFolds, build_features
+    from yt8m.features.writer import TooFewShardsForFolds, build_features
 
     level = parse_partition(partition)[1]
     pieces = split_shard(shard, parts)

@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 
 from yt8m.errors import Yt8mError
-from yt8m.features.quantization import quantize
 from yt8m.fileio import atomic_path, ensure_writable, write_json
+from yt8m.input.quantization import quantize
 from yt8m.input.schema import FRAME_FEATURES, VERSIONS, Video, encode
 from yt8m.input.tfrecord import write_records
 

@@ -60,7 +60,8 @@ class Teacher:
         self.row_of = np.full(len(cache), -1, np.int32)
         at = locate(oof.ids, cache.ids)
         self.row_of[at[at >= 0]] = np.flatnonzero(at >= 0)
-        from .oof import labeled_fold_rows  # here: oof imports keras, fingerprint() must not
+        # imported here: the trainer imports keras, fingerprint() must not
+        from .trainer import labeled_fold_rows
 
         labeled = labeled_fold_rows(cache)
         missing = int((self.row_of[labeled] < 0).sum())

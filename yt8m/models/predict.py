@@ -23,7 +23,7 @@ from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..fileio import output_lock, write_json
 from ..metrics import Evaluator
-from .oof import FOLD_FILE, REFIT_FILE, open_cache, predict_into, write_mean
+from .trainer import FOLD_FILE, REFIT_FILE, open_cache, predict_into, write_mean
 
 
 def source_spec(source):

@@ -15,6 +15,7 @@ Unknown models, presets or keys are errors that name the file, the key and what 
 """
 
 import hashlib
+import importlib
 import inspect
 import json
 from dataclasses import dataclass, field
@@ -31,27 +32,23 @@ class Entry:
     builder: object
     presets: dict
     training: dict
-    level: str = "frame"  # frame: uint8 frames + mask; video: mean features
+    level: str = "frame"  # frame: uint8 frames + mask; video: mean features; clips: raw video
     reference: str = ""
 
 
-def _entries():
-    from .zoo import (
-        attention_cluster,
-        attention_lstm,
-        baselines,
-        gated_netrvlad,
-        gated_netvlad,
-        mix_nextvlad,
-        netfv,
-        nextvlad,
-        recurrent,
-        soft_dbof,
-    )
+# A model id is its module's name under `yt8m.models.zoo`.
+ZOO = ("nextvlad", "mix_nextvlad", "attention_cluster", "attention_lstm", "gated_netvlad",
+       "gated_netrvlad", "netfv", "soft_dbof", "lstm", "gru", "dbof", "frame_logistic",
+       "video_logistic", "video_moe")
 
-    modules = (nextvlad, mix_nextvlad, attention_cluster, attention_lstm, gated_netvlad,
-               gated_netrvlad, netfv, soft_dbof, recurrent, baselines)
-    return {name: Entry(**fields) for module in modules for name, fields in module.MODELS.items()}
+
+# The raw-video models: they read clips of `input/kinetics/` (`clip_specs`), not `features/`.
+CLIP_ZOO = ("stnet",)
+
+
+def _entries(names):
+    return {name: Entry(**importlib.import_module(f"{__package__}.zoo.{name}").MODELS[name])
+            for name in names}
 
 
 _CACHE = {}
@@ -60,8 +57,13 @@ _CACHE = {}
 def models():
     """{name: Entry} of every model in the zoo."""
     if not _CACHE:
-        _CACHE.update(_entries())
+        _CACHE.update(_entries(ZOO))
     return _CACHE
+
+
+def clip_models():
+    """{name: Entry} of the raw-video models."""
+    return _entries(CLIP_ZOO)
 
 
 # Training settings a spec may set, with their types.

@@ -110,7 +110,7 @@ def settings(spec):
 
 
 def _fingerprint(spec, cache, classes):
-    from .oof import data_fingerprint
+    from .trainer import data_fingerprint
 
     return {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache),
             "segments": settings(spec), "classes": int(len(classes))}
@@ -201,8 +201,8 @@ def run(spec_path, features="features", input_dir="input", models_dir=None, top_
         progress=False):
     """The segment stage of one spec; returns its metrics (also `segments/metrics.json`)."""
     from ..segment_metrics import MAX_SEGMENTS
-    from .oof import log, model_dir, open_cache
     from .registry import load_spec
+    from .trainer import log, model_dir, open_cache
 
     spec = load_spec(spec_path)
     if spec.segments is None:

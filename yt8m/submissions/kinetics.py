@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import Yt8mError
 from ..fileio import atomic_path, output_lock, write_json
 from ..predictions import source_metrics
-from .build import existing_submission, file_stamp, record_provenance
+from .writer import existing_submission, file_stamp, record_provenance
 
 TOP_K = 5
 RESULTS_KEYS = ("version", "results", "external_data")

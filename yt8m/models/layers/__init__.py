@@ -7,6 +7,7 @@ real frames); padded frames never change their outputs.
 from .attention_pooling import AttentionPooling
 from .context_gating import ContextGating
 from .dequantize import Dequantize
+from .masked_pooling import MaskedPooling
 from .masking import masked_mean, masked_softmax
 from .member_mixture import MemberMixture
 from .mixture_of_experts import MixtureOfExperts
@@ -19,6 +20,7 @@ from .soft_dbof import SoftDBoF
 from .temporal_block import TemporalBlock
 from .temporal_xception import TemporalXception
 
-__all__ = ["AttentionPooling", "ContextGating", "Dequantize", "MemberMixture", "MixtureOfExperts",
-           "NetFV", "NetVLAD", "NeXtVLAD", "ShiftingAttention", "SoftAssignment", "SoftDBoF",
-           "TemporalBlock", "TemporalXception", "masked_mean", "masked_softmax"]
+__all__ = ["AttentionPooling", "ContextGating", "Dequantize", "MaskedPooling", "MemberMixture",
+           "MixtureOfExperts", "NetFV", "NetVLAD", "NeXtVLAD", "ShiftingAttention",
+           "SoftAssignment",
+           "SoftDBoF", "TemporalBlock", "TemporalXception", "masked_mean", "masked_softmax"]

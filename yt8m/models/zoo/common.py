@@ -99,3 +99,16 @@ def willow_head(x, num_classes, hidden, hidden_stddev, gating=True, dropout=0.0,
         p = ContextGating(probability_gating_reduction, name="probability_gating",
                           dtype="float32", **bn)(p)
     return logits_from_probabilities(p)
+
+
+# The starter code's train.py defaults for its baselines.
+VIDEO_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, epochs=5,
+                      clipnorm=1.0, features="means", loss_reduction="sum_over_classes")
+FRAME_TRAINING = dict(optimizer="adam", learning_rate=1e-2, batch_size=1024, epochs=5,
+                      clipnorm=1.0, num_frames=300, sampling="head",
+                      loss_reduction="sum_over_classes")
+# The baselines' heads are 1152 x 3862 weights: larger batches spend less time per example in
+# the optimizer's updates.
+FAST_DEMO_TRAINING = dict(DEMO_TRAINING, learning_rate=1e-2)
+# the video-level models read one mean per video: a fourth epoch costs them seconds
+VIDEO_DEMO_TRAINING = dict(FAST_DEMO_TRAINING, features="means", batch_size=128, epochs=4)

@@ -114,3 +114,23 @@ PRESETS = {
     "demo": dict(segments=4, segment_length=3, image_size=56, block_depths=(1, 1, 1, 1),
                  widths=(8, 16, 32, 64), bottleneck=False, stem_width=8, xception_units=64),
 }
+
+# The reference's training (PaddleVideo configs/stnet.yaml): SGD with momentum, lr x0.1 at 1/3
+# and 2/3 of the epochs; frames scaled to 341 x 256 (a fixed 4:3, whatever the video's aspect;
+# leave `long_side` out to keep it); test on 25 segments of a 256 centre crop. `test_crop` and
+# `test_segments` default to `short_side` and the training segments.
+TRAINING = {
+    "paper": dict(epochs=60, batch_size=128, learning_rate=0.01, lr_decay=0.1, momentum=0.9,
+                  short_side=256, long_side=341, test_segments=25, test_crop=256, test_clips=1,
+                  eval_batch_size=4, workers=8, use_multiprocessing=False,
+                  skip_bad_videos=False, cache_frames=False),
+    "demo": dict(epochs=40, batch_size=16, learning_rate=0.02, lr_decay=0.1, momentum=0.9,
+                 short_side=64, test_clips=2, eval_batch_size=16, workers=2,
+                 use_multiprocessing=False, skip_bad_videos=False, cache_frames=True),
+}
+
+
+MODELS = {
+    "stnet": dict(builder=build_stnet, presets=PRESETS, training=TRAINING, level="clips",
+                  reference="PaddleVideo StNet; He et al. 2019"),
+}

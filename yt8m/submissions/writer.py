@@ -9,8 +9,8 @@ import numpy as np
 
 from .. import __version__, predictions
 from ..errors import Yt8mError
-from ..features.build import read_vocabulary_size
 from ..fileio import atomic_path, output_lock, write_json
+from ..input.vocabulary import read_vocabulary_size
 from . import segments, video
 from .files import is_gzip, open_text
 

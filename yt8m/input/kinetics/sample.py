@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..fileio import write_json, write_text
+from ...fileio import write_json, write_text
 from .video_io import write_video
 
 # (forwards, backwards) pairs: the second of a pair is the first played in reverse
@@ -90,7 +90,7 @@ def render(label, spec, rng):
 
 def generate(root, spec=VideoSampleSpec(), progress=True):
     """Write the sample video competition into `root` (a no-op when the same one is there)."""
-    from ..progress import progress_bar
+    from ...progress import progress_bar
 
     root = Path(root)
     stamp = root / "sample.json"

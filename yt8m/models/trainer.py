@@ -53,6 +53,7 @@ from .distribution import (
     joined_cluster,
     share_from_chief,
 )
+from .guards import NanGuard, is_chief, is_out_of_memory, log
 
 FOLD_FILE = "fold.json"
 REFIT_FILE = "refit.json"
@@ -105,54 +106,6 @@ def invalidate_if_changed(out, config_hash, data_hash):
             else:
                 child.unlink()
     return stale
-
-
-class NanGuard(keras.callbacks.Callback):
-    """Stops training at the first non-finite loss and remembers the epoch and step."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch = 0
-        self.where = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not np.isfinite(float(loss)) and self.where is None:
-            self.where = (self.epoch, f"step {batch + 1}")
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        gap = (logs or {}).get("val_gap")
-        if gap is not None and np.isnan(gap) and self.where is None:
-            self.where = (epoch, "its end, where the predictions")
-            self.model.stop_training = True
-
-
-def is_out_of_memory(error):
-    """TensorFlow's ResourceExhaustedError, XLA's RESOURCE_EXHAUSTED or a host MemoryError."""
-    text = f"{type(error).__name__} {error}"
-    return isinstance(error, MemoryError) or any(
-        mark in text for mark in ("ResourceExhausted", "RESOURCE_EXHAUSTED", "out of memory"))
-
-
-def _is_chief():
-    """Whether this process writes the outputs: the only one, or the chief of its cluster."""
-    cluster = joined_cluster()
-    return cluster is None or cluster.process_id == 0
-
-
-def log(out, message, quiet=False):
-    """Print `message` (unless `quiet`) and append it, time-stamped, to `<out>/train.log` (the
-    chief's alone in a cluster)."""
-    if not _is_chief():
-        return
-    if not quiet:
-        print(message, flush=True)
-    with open(out / "train.log", "a") as f:
-        f.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
 
 class FoldModels:
@@ -242,7 +195,7 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
 
     _, training = spec.settings()
     models = models or FoldModels(spec, cache)
-    chief = _is_chief()
+    chief = is_chief()
     folder = out / f"fold_{fold}"
     if chief:
         folder.mkdir(parents=True, exist_ok=True)
@@ -363,7 +316,7 @@ def train_refit(spec, out, cache, models, progress=False):
     from ..progress import fit_verbosity
     from .checkpoints import EpochCheckpoint
 
-    folder, chief = out / "refit", _is_chief()
+    folder, chief = out / "refit", is_chief()
     done = share_from_chief(json.loads((folder / REFIT_FILE).read_text())
                             if chief and (folder / REFIT_FILE).is_file() else None)
     if done is not None:
@@ -554,7 +507,7 @@ def train(spec_path, folds=None, features="features", models_dir=None, progress=
     if cache.num_folds < 2:
         raise Yt8mError(f"{features}/folds.csv assigns no folds; build the features first")
     out = model_dir(spec_path, models_dir)
-    if not _is_chief():  # the chief alone reads and writes the model folder
+    if not is_chief():  # the chief alone reads and writes the model folder
         return _train_folds(spec, spec_path, out, cache, folds, progress, distribute)
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out, f"yt8m train {spec_path}"):
@@ -575,7 +528,7 @@ def _same_run_as_chief(spec, cache, wanted):
 
 
 def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
-    chief = _is_chief()
+    chief = is_chief()
     if chief and invalidate_if_changed(out, spec.config_hash(), data_fingerprint(cache)):
         log(out, f"{spec_path} or the features changed since {out}/ was trained: its old "
                  f"outputs were removed")

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from .sampling import sample_clip
-from .video_io import VideoError, read_frames
+from ..input.kinetics.video_io import VideoError, read_frames
+from .clip_sampling import sample_clip
 
 
 @dataclass(frozen=True)

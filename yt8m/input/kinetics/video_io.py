@@ -9,8 +9,8 @@ platform.
 
 import numpy as np
 
-from ..errors import Yt8mError
-from ..fileio import atomic_path
+from ...errors import Yt8mError
+from ...fileio import atomic_path
 
 
 class VideoError(Yt8mError):

@@ -13,12 +13,12 @@ temporary folder. Each figure is the median of several repeats:
   frame counts, with background threads and without.
 
 Training: a fold of the NeXtVLAD demo spec on the sample competition (`--quick`: frame_logistic
-on the benchmark's cache) against a plain `fit` of the same epochs (`bench_train.fold_overhead`),
-and the training path per backend and feed (`bench_train.train_path_report`; not with --quick).
+on the benchmark's cache) against a plain `fit` of the same epochs (`bench.train.fold_overhead`),
+and the training path per backend and feed (`bench.train.train_path_report`; not with --quick).
 
 Scoring: random predictions over 3862 classes with about 3 labels per video, float64 so that no
 two scores tie (where both implementations are defined to agree exactly):
-- `yt8m.heap_metrics` (one video and one pair at a time, Python heaps per class) against
+- `yt8m.bench.heap_metrics` (one video and one pair at a time, Python heaps per class) against
   `yt8m.metrics.Evaluator` on the same videos, GAP@20 and mAP;
 - the streaming `Evaluator` alone on a million videos (float32 batches of 10,000, fed in turn),
   with the memory its kept top-20 triplets take;
@@ -163,7 +163,7 @@ def _pass_ratio_rows(quick, classes, rng):
 
 
 def _scoring_section(quick, repeats):
-    from yt8m.heap_metrics import heap_gap_and_map
+    from yt8m.bench.heap_metrics import heap_gap_and_map
     from yt8m.metrics import Evaluator
 
     classes, videos, streamed = 3862, (300 if quick else 3000), (20_000 if quick else 1_000_000)
@@ -208,7 +208,7 @@ def _scoring_section(quick, repeats):
         "",
         "| method | videos | seconds | videos/s | vs heap |",
         "|---|---:|---:|---:|---:|",
-        f"| per-class Python heaps (`yt8m.heap_metrics`, GAP + mAP) | {videos:,} | "
+        f"| per-class Python heaps (`yt8m.bench.heap_metrics`, GAP + mAP) | {videos:,} | "
         f"{heap_seconds:.2f} | {videos / heap_seconds:,.0f} | 1.00x |",
         f"| `yt8m.metrics.Evaluator` (all four metrics) | {videos:,} | {ours_seconds:.3f} | "
         f"{videos / ours_seconds:,.0f} | {heap_seconds / ours_seconds:.0f}x |",
@@ -301,10 +301,10 @@ def model_throughput(names, preset="demo", steps=10, num_classes=3862, mixed_pre
 def _video_section(quick, repeats):
     from concurrent.futures import ThreadPoolExecutor
 
-    from yt8m.kinetics.dataset import Clip
-    from yt8m.kinetics.loader import ClipSampling, TrainingClips
-    from yt8m.kinetics.sample import CLASSES, VideoSampleSpec, render
-    from yt8m.kinetics.video_io import write_video
+    from yt8m.features.clip_loader import ClipSampling, TrainingClips
+    from yt8m.input.kinetics.dataset import Clip
+    from yt8m.input.kinetics.sample import CLASSES, VideoSampleSpec, render
+    from yt8m.input.kinetics.video_io import write_video
 
     count, frames, batch = (4, 30, 2) if quick else (16, 100, 4)
     spec = VideoSampleSpec(frames=frames, fps=25, width=340, height=256)
@@ -347,8 +347,8 @@ def _model_section(quick):
 def _training_section(quick, tmp, progress):
     """A fold's epoch-end work against a plain `fit` (on the sample competition as `make all`
     trains it; quick: the benchmark's own cache), and the training path per backend and feed."""
-    from yt8m.bench_train import fold_overhead, train_path_report
-    from yt8m.features.build import build_features
+    from yt8m.bench.train import fold_overhead, train_path_report
+    from yt8m.features.writer import build_features
     from yt8m.input.sample import SampleSpec, generate
 
     if quick:
@@ -375,9 +375,9 @@ def _training_section(quick, tmp, progress):
 
 
 def run_benchmarks(output="features/bench.md", quick=False, progress=True):
-    from yt8m.features.build import build_features, default_workers
     from yt8m.features.cache import FeatureCache
     from yt8m.features.loader import BatchLoader
+    from yt8m.features.writer import build_features, default_workers
     from yt8m.input.sample import SampleSpec, generate
 
     shards, videos, repeats = (2, 40, 1) if quick else (6, 150, 3)

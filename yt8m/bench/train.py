@@ -30,7 +30,7 @@ def _settings(name, preset):
 
 def prepare(root, name, preset, steps):
     """A cache with enough labeled videos for `steps` batches of the preset per epoch."""
-    from yt8m.bench_scale import FOLDS, write_cache
+    from yt8m.bench.scale import FOLDS, write_cache
 
     _, training = _settings(name, preset)
     videos = training.get("batch_size", 32) * steps * FOLDS // (FOLDS - 1) + 2 * FOLDS
@@ -45,7 +45,7 @@ def run(name, preset, steps, look_ahead, root, repeats):
 
     from yt8m.features.cache import FeatureCache
     from yt8m.models import build
-    from yt8m.models.oof import labeled_fold_rows
+    from yt8m.models.trainer import labeled_fold_rows
     from yt8m.models.training import CacheBatches, compile_model, dtype_policy
 
     spec, training = _settings(name, preset)
@@ -76,9 +76,9 @@ def run(name, preset, steps, look_ahead, root, repeats):
 
 def measure(backend, name, preset, steps, look_ahead, root, repeats=3, timeout=3600):
     """`run` in a fresh process under `backend`; returns its dict."""
-    from yt8m.bench_scale import fresh_process
+    from yt8m.bench.scale import fresh_process
 
-    return fresh_process("yt8m.bench_train", [name, preset, steps, look_ahead, root, repeats],
+    return fresh_process("yt8m.bench.train", [name, preset, steps, look_ahead, root, repeats],
                          f"{name} under {backend}", {"KERAS_BACKEND": backend}, timeout)
 
 
@@ -89,7 +89,7 @@ def train_path_report(names, preset="demo", steps=8, backends=("tensorflow", "ja
     from yt8m.bench import _machine
 
     lines = [f"# Training path ({preset} presets, 3,862 classes)", "",
-             f"Machine: {_machine()}. Method: `yt8m.bench_train` (fresh process per run, "
+             f"Machine: {_machine()}. Method: `yt8m.bench.train` (fresh process per run, "
              f"{steps} steps per timed epoch, median of {repeats} epochs after 2 warm-up "
              f"epochs; {rounds} interleaved rounds, their median).", "",
              "| model | backend | batch x frames | policy | feed | train examples/s | "
@@ -126,7 +126,7 @@ def fold_overhead(root, name="nextvlad", rounds=3):
     import keras
 
     from yt8m.features.cache import FeatureCache
-    from yt8m.models import oof
+    from yt8m.models import trainer as oof
     from yt8m.models.registry import load_spec
 
     root = Path(root)

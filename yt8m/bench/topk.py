@@ -15,15 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import predictions
-from .errors import Yt8mError
+from .. import predictions
+from ..errors import Yt8mError
 
 KS = (20, 50, 100, 200)
 
 
 def _specs(ensembles_dir, chosen):
     """[(spec path, checked spec)] of the specs whose id or combiner is in `chosen` (all: None)."""
-    from .ensembles import load_spec
+    from ..ensembles import load_spec
 
     specs = [(path, load_spec(path)) for path in sorted(Path(ensembles_dir).glob("*.yaml"))]
     if chosen:
@@ -58,8 +58,8 @@ def topk_report(features="features", models_dir="models", ensembles_dir="ensembl
     """Markdown lines: the members' and the ensembles' OOF GAP@20 from dense and from top-K
     members for each K in `ks`, and one member's disk; `chosen`: ensemble ids or combiners
     (e.g. ("mean", "weighted") to leave the stacker out)."""
-    from .bench import _machine
-    from .ensembles import build
+    from ..ensembles import build
+    from . import _machine
 
     specs = _specs(ensembles_dir, chosen)
     members = list(dict.fromkeys(m for _, spec in specs for m in spec["members"]))
@@ -88,7 +88,7 @@ def topk_report(features="features", models_dir="models", ensembles_dir="ensembl
         "",
         f"Machine: {_machine()}.",
         f"Date: {time.strftime('%Y-%m-%d')}.",
-        f"Method: `yt8m.bench_topk` (`yt8m bench --top-k`): the {len(members)} members' "
+        f"Method: `yt8m.bench.topk` (`yt8m bench --top-k`): the {len(members)} members' "
         f"predictions ({len(sample)} OOF and {len(test)} test videos, {sample.logits.shape[1]} "
         f"classes) copied dense and compacted to each K with `yt8m compact`; every ensemble "
         f"spec ({', '.join(f'`{p.stem}`' for p, _ in specs)}) built against each copy.",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import Yt8mError
+from ...errors import Yt8mError
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 CSV_COLUMNS = ("youtube_id", "time_start", "time_end")

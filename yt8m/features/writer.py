@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from yt8m import __version__
 from yt8m.errors import InputError, Yt8mError
+from yt8m.features.cache import MANIFEST, SPLIT_ORDER
 from yt8m.features.convert import (
     CACHE_FORMAT,
     FEATURE_DIM,
@@ -38,7 +38,6 @@ from yt8m.features.convert import (
     verify_conversion,
 )
 from yt8m.features.folds import assign_folds
-from yt8m.features.quantization import MAX_FRAMES
 from yt8m.fileio import (
     die_with_parent,
     ensure_writable,
@@ -46,6 +45,7 @@ from yt8m.fileio import (
     remove_stale_temporaries,
     write_json,
 )
+from yt8m.input.quantization import MAX_FRAMES
 from yt8m.input.schema import (
     FRAME_FEATURES,
     LEVELS,
@@ -56,9 +56,7 @@ from yt8m.input.schema import (
     split_of,
 )
 from yt8m.input.tfrecord import iter_records, read_first_record
-
-SPLIT_ORDER = ("train", "validate", "test")
-MANIFEST = "manifest.json"
+from yt8m.input.vocabulary import read_vocabulary_size
 
 
 class TooFewShardsForFolds(Yt8mError):
@@ -87,22 +85,6 @@ def list_shards(input_dir, level, cache_dir=None):
         raise InputError(unnamed[0], "cannot tell its split from the file name; shards are named "
                                      "train*, validate* or test* as the dataset names them")
     return sorted(shards, key=lambda s: (SPLIT_ORDER.index(split_of(s)), s.name))
-
-
-def read_vocabulary_size(input_dir):
-    """Number of classes in `input_dir/vocabulary.csv`, or None when there is none."""
-    path = Path(input_dir) / "vocabulary.csv"
-    if not path.exists():
-        return None
-    try:
-        index = pd.read_csv(path, usecols=["Index"])["Index"].to_numpy()
-    except (ValueError, pd.errors.ParserError) as e:
-        raise InputError(path, f"cannot read the 'Index' column of the vocabulary ({e}); expected "
-                               f"the dataset's vocabulary.csv (Index, TrainVideoCount, "
-                               f"KnowledgeGraphId, Name, ...)") from None
-    if len(index) == 0 or not np.array_equal(np.sort(index), np.arange(len(index))):
-        raise InputError(path, "the Index column must hold each class id 0..N-1 exactly once")
-    return len(index)
 
 
 def _first_message(shard):

@@ -33,15 +33,15 @@ import numpy as np
 import pandas as pd
 
 from ..errors import Yt8mError
+from ..features.clip_loader import ClipSampling, TrainingClips, predict_videos, scan
 from ..fileio import atomic_path, output_lock, write_json, write_text
-from ..models.checkpoints import EpochCheckpoint, require_optimizer_built
-from ..models.oof import NanGuard, is_out_of_memory, log
-from ..models.training import dtype_policy
+from ..input.kinetics.dataset import class_names, read_split
 from ..predictions import source_metrics
 from ..progress import fit_verbosity
-from .dataset import class_names, read_split
-from .loader import ClipSampling, TrainingClips, predict_videos, scan
-from .spec import load_video_spec
+from .checkpoints import EpochCheckpoint, require_optimizer_built
+from .clip_specs import load_video_spec
+from .guards import NanGuard, is_out_of_memory, log
+from .training import dtype_policy
 
 
 def top_k_accuracy(scores, labels, k):

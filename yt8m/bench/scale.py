@@ -262,7 +262,7 @@ def fresh_process(module, args, what, env=None, timeout=3600):
 
 def measure(stage, root, timeout=3600):
     """`run_stage` in a fresh process; returns its dict."""
-    return fresh_process("yt8m.bench_scale", [stage, root], f"stage {stage} at {root}",
+    return fresh_process("yt8m.bench.scale", [stage, root], f"stage {stage} at {root}",
                          timeout=timeout)
 
 
