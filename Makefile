@@ -167,10 +167,10 @@ lint: setup ## Check style with ruff
 format: setup ## Apply the lint fixes ruff can make
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup ## Measure cache build, loader and scoring throughput; writes features/bench.md
+bench: setup ## Measure cache build, loader and scoring throughput; writes notebooks/bench.md
 	$(YT8M) bench
 
-bench-scale: setup ## Every stage's time and peak memory at 10k and 40k videos; writes features/scale.md
+bench-scale: setup ## Every stage's time and peak memory at 10k and 40k videos; writes notebooks/scale.md
 	$(YT8M) bench --scale
 
 download: setup ## Fetch real shards with the official download.py (PARTITION=2/frame/train SHARD=1,100 MIRROR=us)

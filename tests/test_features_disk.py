@@ -21,9 +21,10 @@ from yt8m.cli import main
 from yt8m.errors import InputError, Yt8mError
 from yt8m.features import writer as build_module
 from yt8m.features.cache import FeatureCache
+from yt8m.features.piecewise import download_and_convert
 from yt8m.features.writer import build_features
 from yt8m.input import download as download_module
-from yt8m.input.download import download_and_convert, split_shard
+from yt8m.input.download import split_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -177,7 +177,8 @@ def test_reverse_whitening_scales_rgb_by_the_eigenvalues(tmp_path):
 def test_shipped_specs_are_valid_demo_specs():
     from pathlib import Path
 
-    from yt8m.models.clip_specs import is_video_spec, load_video_spec
+    from yt8m.models.clip_specs import is_clip_spec as is_video_spec
+    from yt8m.models.clip_specs import load_clip_spec as load_video_spec
 
     every = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
     videos = [p for p in every if is_video_spec(p)]
@@ -288,7 +289,8 @@ def test_every_shipped_spec_suggests_only_settings_its_model_accepts(tmp_path):
 
     import yaml
 
-    from yt8m.models.clip_specs import is_video_spec, load_video_spec
+    from yt8m.models.clip_specs import is_clip_spec as is_video_spec
+    from yt8m.models.clip_specs import load_clip_spec as load_video_spec
 
     suggestions = 0
     for path in sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml")):

@@ -59,7 +59,7 @@ def write_csvs(root, videos):
 CHECK = """
 import sys
 import numpy as np
-from yt8m.submissions import video
+from yt8m.submissions import video_level as video
 root = sys.argv[1]
 test_ids = np.load(f"{root}/ids.npy")
 """

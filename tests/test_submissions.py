@@ -13,7 +13,8 @@ from yt8m.errors import Yt8mError
 from yt8m.features.cache import FeatureCache
 from yt8m.fileio import output_lock
 from yt8m.metrics import Evaluator, evaluate
-from yt8m.submissions import kaggle, segments, video
+from yt8m.submissions import kaggle, segments
+from yt8m.submissions import video_level as video
 from yt8m.submissions.writer import sha256, write_submission
 
 IDS = ["aaaa", "bbbb", "cccc"]

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from yt8m.bench.reports import REPORTS
 from yt8m.fileio import write_text
 
 
@@ -241,8 +242,8 @@ def _throughput_rows(names, preset, steps, num_classes, mixed_precision, rng):
     rows = []
     for name in names:
         spec = parse_spec({"model": name, "preset": preset})
-        training = spec.settings()[1]
-        batch, frames = training["batch_size"], training.get("num_frames", 32)
+        training = spec.training_settings()
+        batch, frames = training.batch_size, training.num_frames
         policy = mixed_precision or dtype_policy(training)
         keras.mixed_precision.set_global_policy(policy)
         model = compile_model(build(spec, num_classes), training, steps_per_epoch=100)
@@ -257,7 +258,8 @@ def _throughput_rows(names, preset, steps, num_classes, mixed_precision, rng):
             model.predict_on_batch(x)
         train = _median_time(lambda m=model, x=x, y=y: m.train_on_batch(x, y), steps)
         infer = _median_time(lambda m=model, x=x: m.predict_on_batch(x), steps)
-        rows.append(f"| `{name}` | {model.count_params():,} | {batch} x {frames} | {policy} | "
+        shape = f"{batch}" if spec.level == "video" else f"{batch} x {frames}"
+        rows.append(f"| `{name}` | {model.count_params():,} | {shape} | {policy} | "
                     f"{batch / train:,.0f} | {batch / infer:,.0f} |")
         del model
     return rows
@@ -374,7 +376,9 @@ def _training_section(quick, tmp, progress):
     return lines
 
 
-def run_benchmarks(output="features/bench.md", quick=False, progress=True):
+def run_benchmarks(output=REPORTS["bench"], quick=False, progress=True):
+    """Measure everything the module describes, write the Markdown report to `output` and print
+    it; returns the cache and loader table's rows."""
     from yt8m.features.cache import FeatureCache
     from yt8m.features.loader import BatchLoader
     from yt8m.features.writer import build_features, default_workers

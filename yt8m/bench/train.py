@@ -1,6 +1,6 @@
 """`yt8m bench --train-path`: examples/s of the real training path, per backend and feed.
 
-Method: a synthetic frame-level cache (`bench_scale.write_cache`: random uint8 frames, as many
+Method: a synthetic frame-level cache (`bench.scale.write_cache`: random uint8 frames, as many
 per video as the preset reads, Zipf labels over 3,862 classes) feeds `CacheBatches` (the loader,
 its frame sampling and dequantisation-free uint8 batches) into the compiled `fit` step of a zoo
 model built, compiled and dtype-policied exactly as `yt8m train` does. Each measurement runs in a
@@ -25,7 +25,7 @@ def _settings(name, preset):
     from yt8m.models.registry import parse_spec
 
     spec = parse_spec({"model": name, "preset": preset})
-    return spec, spec.settings()[1]
+    return spec, spec.training_settings()
 
 
 def prepare(root, name, preset, steps):
@@ -33,9 +33,8 @@ def prepare(root, name, preset, steps):
     from yt8m.bench.scale import FOLDS, write_cache
 
     _, training = _settings(name, preset)
-    videos = training.get("batch_size", 32) * steps * FOLDS // (FOLDS - 1) + 2 * FOLDS
-    write_cache(Path(root) / "features", videos, test_videos=1,
-                frames=training.get("num_frames", 300))
+    videos = training.batch_size * steps * FOLDS // (FOLDS - 1) + 2 * FOLDS
+    write_cache(Path(root) / "features", videos, test_videos=1, frames=training.num_frames)
 
 
 def run(name, preset, steps, look_ahead, root, repeats):
@@ -51,7 +50,7 @@ def run(name, preset, steps, look_ahead, root, repeats):
     spec, training = _settings(name, preset)
     cache = FeatureCache(Path(root) / "features")
     rows = labeled_fold_rows(cache)
-    batch = training.get("batch_size", 32)
+    batch = training.batch_size
     rows = rows[cache.fold[rows] != 0][:batch * steps]  # of one fold's training rows, `steps`
     keras.mixed_precision.set_global_policy(dtype_policy(training))
     model = compile_model(build(spec, cache.num_classes), training, steps_per_epoch=steps)
@@ -70,7 +69,7 @@ def run(name, preset, steps, look_ahead, root, repeats):
 
         device += f" on {jax.devices()[0].device_kind}"
     return {"examples_per_s": batch * steps / float(np.median(seconds)), "device": device,
-            "batch": batch, "frames": training.get("num_frames", 300),
+            "batch": batch, "frames": training.num_frames,
             "policy": keras.mixed_precision.global_policy().name}
 
 
@@ -136,7 +135,7 @@ def fold_overhead(root, name="nextvlad", rounds=3):
     models, out = oof.FoldModels(spec, cache), root / "models" / name
     rows = oof.labeled_fold_rows(cache)
     train_rows = rows[cache.fold[rows] != 0]
-    epochs = spec.settings()[1]["epochs"]
+    epochs = spec.training_settings().epochs
 
     def plain():
         model, data = models.start(0, train_rows, seed=0)

@@ -18,21 +18,21 @@ from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..fileio import write_json
 from ..segment_metrics import MAX_SEGMENTS
-from .blending import blend, blend_by_fold, fit_weights
+from .blending import blend, blend_by_fold
+from .combiners import COMBINERS, segment_combiners
+from .members import load_members
 from .streaming import chunks, read
-
-COMBINERS = ("mean", "weighted")
 
 
 def build(spec, out, features, models_dir):
     """Blend the members' segment scores of one ensemble spec; returns its metrics."""
     from ..features.cache import FeatureCache
     from ..features.segments import FOLDER, SegmentRatings, segment_grid, segment_ids
-    from . import load_members
 
-    if spec["combiner"] not in COMBINERS:
-        raise Yt8mError(f"segment ensembles combine with {' or '.join(COMBINERS)}, not "
-                        f"{spec['combiner']!r}")
+    if spec["combiner"] not in segment_combiners():
+        raise Yt8mError(f"segment ensembles combine with {' or '.join(segment_combiners())}, "
+                        f"not {spec['combiner']!r}")
+    weigh = COMBINERS[spec["combiner"]].weigh
     started = time.perf_counter()
     names = spec["members"]
     folders = [f"{m}/{FOLDER}" for m in names]
@@ -59,8 +59,6 @@ def build(spec, out, features, models_dir):
 
     def fit(rows):
         """Weights for the blend, fitted on the segments of `rows` (rated rows)."""
-        if spec["combiner"] == "mean":
-            return np.full(len(names), 1.0 / len(names))
         index = np.flatnonzero(np.isin(grid_rows, rows))
 
         def map_of(mix, _weights):  # MAP@K of the segments of `rows` blended by `mix`
@@ -69,7 +67,7 @@ def build(spec, out, features, models_dir):
                 evaluator.update(mix(read(oof_parts, index[chunk])))
             return evaluator.result()["map"]
 
-        return fit_weights(map_of, len(names))[0]
+        return weigh(map_of, len(names))
 
     rated = ratings.rated_rows
     fold_weights = {int(k): fit(rated[cache.fold[rated] != k]) for k in np.unique(folds)}

@@ -6,7 +6,7 @@
     data: input/kinetics    # a Kinetics-style dataset (see `yt8m.input.kinetics.dataset`)
     architecture:           # keyword arguments of `build_stnet`
       segments: 4
-    training:               # see `TRAINING_KEYS`
+    training:               # see `settings.ClipTrainingSettings`
       epochs: 30
 
 The same file conventions as the YouTube-8M specs: an unknown key, preset or a wrong type is an
@@ -19,18 +19,17 @@ import json
 from dataclasses import dataclass, field
 
 from ..errors import Yt8mError
-from .registry import check_keys, check_settings, check_types, clip_models, read_spec_file
+from .registry import check_settings, clip_models, read_spec_file
+from .settings import CLIP_TRAINING_KEYS as TRAINING_KEYS
+from .settings import ClipTrainingSettings, check_keys, check_types
 
 DEFAULT_DATA = "input/kinetics"
 SPEC_KEYS = ("model", "preset", "seed", "data", "architecture", "training")
-TRAINING_KEYS = {
-    "epochs": int, "batch_size": int, "learning_rate": float, "lr_decay": float,
-    "momentum": float, "short_side": int, "long_side": int, "test_segments": int, "test_crop": int,
-    "test_clips": int, "eval_batch_size": int, "workers": int, "use_multiprocessing": bool,
-    "pretrained": str, "skip_bad_videos": bool, "cache_frames": bool, "mixed_precision": str,
-}
+# the settings a spec may set to null to turn its preset's value off
 OPTIONAL_KEYS = ("long_side", "pretrained")
-def is_video_spec(path):
+
+
+def is_clip_spec(path):
     """Whether the YAML at `path` names a raw-video model (without validating the rest)."""
     try:
         data = read_spec_file(path)
@@ -40,7 +39,7 @@ def is_video_spec(path):
 
 
 @dataclass
-class VideoSpec:
+class ClipSpec:
     model: str
     preset: str = "demo"
     seed: int = 0
@@ -62,6 +61,10 @@ class VideoSpec:
         train.setdefault("test_segments", arch["segments"])
         return arch, train
 
+    def training_settings(self):
+        """The training settings of `settings()`, typed and checked (`ClipTrainingSettings`)."""
+        return ClipTrainingSettings.of(self.settings()[1], f"{self.source}: training")
+
     def build(self, num_classes, **overrides):
         builder = clip_models()[self.model].builder
         arch = self.settings()[0] | overrides
@@ -79,7 +82,7 @@ class VideoSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def parse_video_spec(data, source="<spec>"):
+def parse_clip_spec(data, source="<spec>"):
     if not isinstance(data, dict):
         raise Yt8mError(f"{source}: a spec is a mapping with keys {', '.join(SPEC_KEYS)}")
     check_keys(source, data, SPEC_KEYS)
@@ -94,10 +97,12 @@ def parse_video_spec(data, source="<spec>"):
                                          optional=OPTIONAL_KEYS)
     check_types(source, {k: data[k] for k in ("seed", "data") if k in data},
                 {"seed": int, "data": str})
-    return VideoSpec(model=name, preset=preset, seed=data.get("seed", 0),
+    spec = ClipSpec(model=name, preset=preset, seed=data.get("seed", 0),
                      data=data.get("data", DEFAULT_DATA), architecture=arch, training=train,
                      source=source)
+    spec.training_settings()  # the merged settings' values, checked now
+    return spec
 
 
-def load_video_spec(path):
-    return parse_video_spec(read_spec_file(path), str(path))
+def load_clip_spec(path):
+    return parse_clip_spec(read_spec_file(path), str(path))

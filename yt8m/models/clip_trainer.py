@@ -39,7 +39,7 @@ from ..input.kinetics.dataset import class_names, read_split
 from ..predictions import source_metrics
 from ..progress import fit_verbosity
 from .checkpoints import EpochCheckpoint, require_optimizer_built
-from .clip_specs import load_video_spec
+from .clip_specs import load_clip_spec
 from .guards import NanGuard, is_out_of_memory, log
 from .training import dtype_policy
 
@@ -118,12 +118,12 @@ def up_to_date(out, spec, fingerprint):
 
 
 def _compile(model, settings, steps_per_epoch, classes):
-    total = settings["epochs"] * steps_per_epoch
-    lr, decay = settings["learning_rate"], settings["lr_decay"]
+    total = settings.epochs * steps_per_epoch
+    lr, decay = settings.learning_rate, settings.lr_decay
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
         [max(1, total // 3), max(2, 2 * total // 3)], [lr, lr * decay, lr * decay**2])
     model.compile(
-        optimizer=keras.optimizers.SGD(schedule, momentum=settings["momentum"]),
+        optimizer=keras.optimizers.SGD(schedule, momentum=settings.momentum),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                  keras.metrics.SparseTopKCategoricalAccuracy(min(5, classes), name="top5")])
@@ -144,9 +144,9 @@ def train(spec_path, models_dir=None, progress=False, skip_bad=False):
     """Train and evaluate one raw-video spec; returns (metrics, trained: bool)."""
     start = time.time()
     spec_path = Path(spec_path)
-    spec = load_video_spec(spec_path)
-    arch, settings = spec.settings()
-    skip = skip_bad or settings["skip_bad_videos"]
+    spec = load_clip_spec(spec_path)
+    arch, settings = spec.settings()[0], spec.training_settings()
+    skip = skip_bad or settings.skip_bad_videos
     out = Path(models_dir or spec_path.parent) / spec_path.stem
     splits = _splits(spec.data, skip)
     fingerprint = data_fingerprint(splits)
@@ -164,14 +164,14 @@ def _train(spec, spec_path, out, arch, settings, splits, fingerprint, skip, prog
         (out / stale).unlink(missing_ok=True)
     classes = class_names(splits["train"])
     length = arch["segment_length"]
-    sides = settings["short_side"], settings.get("long_side")
+    sides = settings.short_side, settings.long_side
     train_sampling = ClipSampling(arch["segments"], length, sides[0], arch["image_size"],
                                   sides[1])
-    test_sampling = ClipSampling(settings["test_segments"], length, sides[0],
-                                 settings["test_crop"], sides[1])
+    test_sampling = ClipSampling(settings.test_segments, length, sides[0], settings.test_crop,
+                                 sides[1])
     usable, skipped = {}, []
     for name, split in splits.items():
-        usable[name], bad = scan(split.clips, length, skip, settings["workers"] * 2, progress,
+        usable[name], bad = scan(split.clips, length, skip, settings.workers * 2, progress,
                                  f"{name} videos")
         skipped += [(name, str(p), why) for p, why in bad]
         skipped += [(name, where, f"missing video {stem}") for where, stem in split.missing]
@@ -186,17 +186,16 @@ def _train(spec, spec_path, out, arch, settings, splits, fingerprint, skip, prog
     # every spec sets its own policy: one process may train several specs in turn
     keras.mixed_precision.set_global_policy(dtype_policy(settings))
     model = spec.build(len(classes))
-    if settings.get("pretrained"):
+    if settings.pretrained:
         from .pretrained import load_imagenet
 
-        count = load_imagenet(model, settings["pretrained"], length)
-        log(out, f"{out.name}: {count} ResNet layers initialised from {settings['pretrained']}",
+        count = load_imagenet(model, settings.pretrained, length)
+        log(out, f"{out.name}: {count} ResNet layers initialised from {settings.pretrained}",
              quiet=not progress)
     batches = TrainingClips(usable["train"], train_labels, train_sampling,
-                            settings["batch_size"], seed=spec.seed, skip_bad=skip,
-                            cache_frames=settings["cache_frames"],
-                            workers=settings["workers"],
-                            use_multiprocessing=settings["use_multiprocessing"])
+                            settings.batch_size, seed=spec.seed, skip_bad=skip,
+                            cache_frames=settings.cache_frames, workers=settings.workers,
+                            use_multiprocessing=settings.use_multiprocessing)
     _compile(model, settings, len(batches), len(classes))
     require_optimizer_built(model)
     checkpoint = EpochCheckpoint(out, {"config": spec.config_hash(), "data": fingerprint},
@@ -210,31 +209,31 @@ def _train(spec, spec_path, out, arch, settings, splits, fingerprint, skip, prog
         callbacks.append(keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False,
                                                      profile_batch=0))
     try:
-        model.fit(batches, epochs=settings["epochs"], initial_epoch=initial_epoch,
+        model.fit(batches, epochs=settings.epochs, initial_epoch=initial_epoch,
                   shuffle=False, callbacks=callbacks, verbose=fit_verbosity(progress))
     except Exception as e:
         if not is_out_of_memory(e):
             raise
         raise Yt8mError(f"{spec.source}: out of memory ({type(e).__name__}). Lower "
-                        f"training.batch_size (now {settings['batch_size']}), or set "
+                        f"training.batch_size (now {settings.batch_size}), or set "
                         f"mixed_precision: mixed_bfloat16; then run again: training resumes "
                         f"from its last finished epoch") from e
     if guard.where is not None:
         checkpoint.clear()
         raise Yt8mError(f"{spec.source}: training diverged: the loss became NaN in epoch "
                         f"{guard.where[0] + 1}, {guard.where[1]}; lower the learning rate "
-                        f"(now {settings['learning_rate']}) and run again")
+                        f"(now {settings.learning_rate}) and run again")
     _save_model(model, out / "model.keras")
 
     test_model = spec.build(len(classes), segments=test_sampling.segments,
                             image_size=test_sampling.crop)
     test_model.set_weights(model.get_weights())
-    predict = dict(sampling=test_sampling, clips_per_video=settings["test_clips"],
-                   batch_size=settings["eval_batch_size"], workers=settings["workers"],
+    predict = dict(sampling=test_sampling, clips_per_video=settings.test_clips,
+                   batch_size=settings.eval_batch_size, workers=settings.workers,
                    progress=progress)
     metrics = {"model": spec.model, "preset": spec.preset, "config": spec.config_hash(),
                "data": fingerprint, "dataset": spec.data, "classes": classes,
-               "pretrained": settings.get("pretrained")}
+               "pretrained": settings.pretrained}
     last = checkpoint.history[-1]
     metrics["train"] = {"epochs": checkpoint.epochs_done, "loss": last["loss"],
                         "accuracy": last["accuracy"]}

@@ -106,7 +106,7 @@ def predict(source, features="features", split="test", which="mean", out=None, l
     partial = out.with_name(out.name + ".partial")
     with output_lock(out.parent, f"yt8m predict {source}"):
         shutil.rmtree(partial, ignore_errors=True)  # an earlier run's, killed: start again
-        keras.mixed_precision.set_global_policy(dtype_policy(spec.settings()[1]))
+        keras.mixed_precision.set_global_policy(dtype_policy(spec.training_settings()))
         model = build(spec, num_classes)
         parts = []
         for number, path in enumerate(weights):

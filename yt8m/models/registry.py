@@ -8,7 +8,7 @@ setting:
     seed: 7
     architecture:            # keyword arguments of the model's builder
       clusters: 32
-    training:                # see `TRAINING_KEYS`
+    training:                # see `settings.TrainingSettings`
       epochs: 4
 
 Unknown models, presets or keys are errors that name the file, the key and what is allowed.
@@ -25,6 +25,10 @@ import yaml
 
 from ..errors import Yt8mError
 from ..predictions import MIN_TOP_K
+from .settings import AFTER_FOLDS_KEYS as AFTER_FOLDS_KEYS
+from .settings import POSITIVE_KEYS as POSITIVE_KEYS
+from .settings import TRAINING_KEYS as TRAINING_KEYS
+from .settings import TrainingSettings, check_keys, check_ranges, check_types
 
 
 @dataclass(frozen=True)
@@ -66,24 +70,8 @@ def clip_models():
     return _entries(CLIP_ZOO)
 
 
-# Training settings a spec may set, with their types.
-TRAINING_KEYS = {
-    "optimizer": str, "learning_rate": float, "decay_rate": float, "decay_examples": int,
-    "boundaries_epochs": list, "batch_size": int, "epochs": int, "clipnorm": float,
-    "num_frames": int, "sampling": str, "features": str, "loss_reduction": str,
-    "rho": float, "epsilon": float, "centered": bool, "momentum": float,
-    "mixed_precision": str, "early_stopping": int, "train_splits": list,
-    "eigenvalues": str, "prior_bias": bool, "refit": bool, "teacher": str,
-    "teacher_weight": float,
-}
-# Training settings that act once the folds are trained: changing them keeps the folds.
-AFTER_FOLDS_KEYS = ("refit",)
 SPEC_KEYS = ("model", "preset", "seed", "num_classes", "architecture", "training",
              "predictions", "segments")
-# Training settings that must be above zero wherever they are set.
-POSITIVE_KEYS = ("batch_size", "epochs", "num_frames", "learning_rate", "decay_rate",
-                 "decay_examples", "clipnorm", "early_stopping", "eval_batch_size", "workers",
-                 "test_clips", "test_segments", "test_crop", "short_side")
 
 
 @dataclass
@@ -109,39 +97,29 @@ class Spec:
         return self.entry.level
 
     def settings(self):
-        """(architecture kwargs, training settings): the preset with the overrides applied."""
+        """(architecture kwargs, training settings): the preset with the overrides applied, as
+        mappings (the config hash covers exactly these)."""
         arch = dict(self.entry.presets[self.preset]) | self.architecture
         train = dict(self.entry.training[self.preset]) | self.training
         return arch, train
+
+    def training_settings(self):
+        """The training settings of `settings()`, typed and checked (`TrainingSettings`)."""
+        return TrainingSettings.of(self.settings()[1], f"{self.source}: training")
 
     def config_hash(self):
         """A short hash of everything that determines the trained model."""
         arch, train = self.settings()
         train = {k: v for k, v in train.items() if k not in AFTER_FOLDS_KEYS}
-        if train.get("teacher"):  # a rebuilt teacher gives other targets
+        teacher = self.training_settings().teacher
+        if teacher:  # a rebuilt teacher gives other targets
             from .distill import fingerprint
 
-            train["teacher_fingerprint"] = fingerprint(train["teacher"])
+            train["teacher_fingerprint"] = fingerprint(teacher)
         text = json.dumps({"model": self.model, "architecture": arch, "training": train,
                            "seed": self.seed, "num_classes": self.num_classes},
                           sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def check_types(where, values, types):
-    """An error naming the key of the first value in `values` that is not of its type in
-    `types` (an int is a float; a bool is not an int)."""
-    for key, value in values.items():
-        expected = types[key]
-        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-        if not ok or (expected is int and isinstance(value, bool)):
-            raise Yt8mError(f"{where}: {key} must be {expected.__name__}, got {value!r}")
-
-
-def check_keys(where, given, allowed):
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise Yt8mError(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
 
 
 def check_settings(source, name, builder, presets, data, training_keys, optional=()):
@@ -162,13 +140,7 @@ def check_settings(source, name, builder, presets, data, training_keys, optional
     check_keys(f"{source}: training", train, list(training_keys))
     given = {k: v for k, v in train.items() if not (v is None and k in optional)}
     check_types(f"{source}: training", given, training_keys)
-    if not 0 <= given.get("teacher_weight", 0) <= 1:
-        raise Yt8mError(f"{source}: training: teacher_weight must be between 0 and 1, got "
-                        f"{given['teacher_weight']!r}")
-    for key in POSITIVE_KEYS:
-        if key in given and given[key] <= 0:
-            least = "at least 1" if training_keys[key] is int else "above 0"
-            raise Yt8mError(f"{source}: training: {key} must be {least}, got {given[key]!r}")
+    check_ranges(f"{source}: training", given, training_keys)
     return preset, arch, train
 
 
@@ -198,10 +170,12 @@ def parse_spec(data, source="<spec>"):
     for key in ("seed", "num_classes"):
         if key in data and data[key] is not None and not isinstance(data[key], int):
             raise Yt8mError(f"{source}: {key} must be an integer, got {data[key]!r}")
-    return Spec(model=name, preset=preset, seed=data.get("seed", 0) or 0,
+    spec = Spec(model=name, preset=preset, seed=data.get("seed", 0) or 0,
                 num_classes=data.get("num_classes"), architecture=arch, training=train,
                 top_k=_top_k(data.get("predictions"), source),
                 segments=_segments(data, entry, source), source=source)
+    spec.training_settings()  # the merged settings' values, checked now
+    return spec
 
 
 def _segments(data, entry, source):

@@ -149,8 +149,7 @@ def train_fold(spec, out, cache, ratings, classes, fold, top_k, progress=False):
     shutil.rmtree(folder, ignore_errors=True)  # a fold is redone whole
     folder.mkdir(parents=True)
     seg = settings(spec)
-    _, training = spec.settings()
-    keras.mixed_precision.set_global_policy(dtype_policy(training))
+    keras.mixed_precision.set_global_policy(dtype_policy(spec.training_settings()))
     keras.utils.set_random_seed(spec.seed * 1000 + fold)
     model = build(spec, cache.num_classes)
     model.load_weights(str(weights_path))

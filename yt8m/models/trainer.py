@@ -71,12 +71,12 @@ def labeled_fold_rows(cache):
 
 
 def extra_training_rows(cache, training):
-    """Labeled videos of the spec's `train_splits` that belong to no fold: every fold trains on
-    them and none predicts them (e.g. the `validate` split when the folds cover `train` only)."""
-    splits = training.get("train_splits") or []
-    if not splits:
+    """Labeled videos of the spec's `train_splits` (`training`: a `TrainingSettings`) that belong
+    to no fold: every fold trains on them and none predicts them (e.g. the `validate` split when
+    the folds cover `train` only)."""
+    if not training.train_splits:
         return np.zeros(0, np.int64)
-    rows = cache.rows(splits)
+    rows = cache.rows(training.train_splits)
     labeled = np.diff(cache.label_offsets)[rows] > 0
     return rows[labeled & (cache.fold[rows] < 0)]
 
@@ -123,16 +123,15 @@ class FoldModels:
     def __init__(self, spec, cache):
         self.spec, self.cache = spec, cache
         self.model, self.optimizer_state = None, None
-        _, self.training = spec.settings()
+        self.training = spec.training_settings()
         self.local = None
         if joined_cluster() is not None:
             self.local = LocalModel(self._build_copy)
         self.teacher = None
-        if self.training.get("teacher"):
+        if self.training.teacher:
             from .distill import Teacher
 
-            self.teacher = Teacher(self.training["teacher"], cache,
-                                   self.training.get("teacher_weight", 0.5))
+            self.teacher = Teacher(self.training.teacher, cache, self.training.teacher_weight)
 
     def _build_copy(self):
         from . import build
@@ -147,7 +146,7 @@ class FoldModels:
         labeled = len(labeled_fold_rows(self.cache))
         per_fold = labeled * (self.cache.num_folds - 1) // self.cache.num_folds + \
             len(extra_training_rows(self.cache, self.training))
-        return max(1, per_fold // self.training.get("batch_size", 32))
+        return max(1, per_fold // self.training.batch_size)
 
     def start(self, fold, train_rows, seed):
         """The model, ready to train fold `fold`, and its training batches."""
@@ -193,7 +192,7 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     from .checkpoints import EpochCheckpoint
     from .training import CacheBatches
 
-    _, training = spec.settings()
+    training = spec.training_settings()
     models = models or FoldModels(spec, cache)
     chief = is_chief()
     folder = out / f"fold_{fold}"
@@ -209,7 +208,7 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     model, data = models.start(fold, train_rows, seed=spec.seed * 1000 + fold)
     checkpoint = EpochCheckpoint(
         folder, {"config_hash": spec.config_hash(), "data_hash": data_fingerprint(cache)},
-        monitor="val_gap", patience=training.get("early_stopping"),
+        monitor="val_gap", patience=training.early_stopping,
         say=lambda line: log(out, line), write=chief)
     initial_epoch = checkpoint.restore(model)
     if initial_epoch:
@@ -219,28 +218,30 @@ def train_fold(spec, out, cache, fold, progress=False, models=None, _attempt=0):
     data.start_at(initial_epoch)
     held_out = CacheBatches(cache, val_rows, spec.level, training, shuffle=False)
     guard = NanGuard()
-    callbacks = [GapEvaluation(held_out, cache.num_classes, pad_to=training.get("batch_size", 32),
+    callbacks = [GapEvaluation(held_out, cache.num_classes, pad_to=training.batch_size,
                                local=models.local),
                  guard, checkpoint]
     if chief and all(importlib.util.find_spec(m) for m in ("tensorflow", "tensorboard")):
         callbacks.append(keras.callbacks.TensorBoard(
             str(out / "tensorboard" / f"fold_{fold}"), write_graph=False, profile_batch=0))
     start = time.perf_counter()
-    if not checkpoint.finished(training["epochs"]):
+    if not checkpoint.finished(training.epochs):
         try:
             # shuffle=False: the loader's own order is a function of (seed, epoch); Keras'
             # batch shuffle draws from the global `random` state, which a resume cannot restore
-            model.fit(data, epochs=training["epochs"], initial_epoch=initial_epoch,
+            model.fit(data, epochs=training.epochs, initial_epoch=initial_epoch,
                       shuffle=False, verbose=fit_verbosity(progress and chief),
                       callbacks=callbacks)
         except Exception as e:
             if not is_out_of_memory(e):
                 raise
+            frames = f" or num_frames (now {training.num_frames})" \
+                if spec.level == "frame" else ""
             raise Yt8mError(
                 f"{spec.source}: fold {fold} ran out of memory ({type(e).__name__}). Lower "
-                f"training.batch_size (now {training.get('batch_size')}) or num_frames (now "
-                f"{training.get('num_frames')}), or set mixed_precision: mixed_bfloat16; then "
-                f"run again: the fold resumes from its last finished epoch") from e
+                f"training.batch_size (now {training.batch_size}){frames}, or set "
+                f"mixed_precision: mixed_bfloat16; then run again: the fold resumes from its "
+                f"last finished epoch") from e
     seconds = time.perf_counter() - start
     if guard.where is not None:
         epoch, step = guard.where
@@ -321,7 +322,7 @@ def train_refit(spec, out, cache, models, progress=False):
                             if chief and (folder / REFIT_FILE).is_file() else None)
     if done is not None:
         return (done if chief else None), False
-    _, training = spec.settings()
+    training = spec.training_settings()
     records = []
     if chief:
         folder.mkdir(parents=True, exist_ok=True)
@@ -373,7 +374,7 @@ def predict_into(folder, part, model, spec, cache, rows, evaluator=None, progres
     `evaluator`: an `Evaluator` also updated with each batch and its labels."""
     from .training import CacheBatches, predict_logits
 
-    _, training = spec.settings()
+    training = spec.training_settings()
     with predictions.writer(folder, part, cache.ids[rows], cache.num_classes, np.float32,
                             spec.top_k) as out:
         if len(rows):
@@ -435,7 +436,7 @@ def assemble(spec, out, cache):
     ids = cache.ids[test_rows]
     fold_tests = [predictions.load(folder, "test") for folder in folds]
     refit = None
-    if spec.settings()[1].get("refit"):  # the refit model's test logits are the source's
+    if spec.training_settings().refit:  # the refit model's test logits are the source's
         refit = json.loads((out / "refit" / REFIT_FILE).read_text())
         write_mean(fold_tests, out, "folds_test", ids, cache.num_classes, spec.top_k)
         write_mean([predictions.load(out / "refit", "test")], out, "test", ids,
@@ -473,12 +474,12 @@ def _teacher_record(spec):
     """The distillation teacher's record for metrics.json (None without one)."""
     from .distill import fingerprint
 
-    _, training = spec.settings()
-    if not training.get("teacher"):
+    training = spec.training_settings()
+    if not training.teacher:
         return None
-    teacher = Path(training["teacher"])
+    teacher = Path(training.teacher)
     oof = predictions.source_metrics(teacher).get("oof") or {}
-    return {"source": str(teacher), "weight": training.get("teacher_weight", 0.5),
+    return {"source": str(teacher), "weight": training.teacher_weight,
             "oof_gap": oof.get("gap"), "fingerprint": fingerprint(teacher)}
 
 
@@ -556,7 +557,7 @@ def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
         done = share_from_chief(chief and all((out / f"fold_{k}" / FOLD_FILE).is_file()
                                               for k in range(cache.num_folds)))
         refit_now = False
-        if done and spec.settings()[1].get("refit"):
+        if done and spec.training_settings().refit:
             record, refit_now = train_refit(spec, out, cache, models, progress)
             if refit_now and record is not None:
                 log(out, f"{out.name} refit: {record['epochs']} epochs on "
@@ -568,7 +569,7 @@ def _train_folds(spec, spec_path, out, cache, folds, progress, distribute):
     # the form the spec asked for at the last assembly: a later `yt8m compact` is kept (same
     # scores); False: no metrics.json, or one from before top_k
     stored = store.get("compacted_from", store.get("top_k", False))
-    refit_changed = bool(previous.get("refit")) != bool(spec.settings()[1].get("refit"))
+    refit_changed = bool(previous.get("refit")) != spec.training_settings().refit
     if trained or refit_now or refit_changed or stored != spec.top_k:
         return assemble(spec, out, cache), trained
     os.utime(out / "metrics.json")  # current for this spec: Make's file target is satisfied

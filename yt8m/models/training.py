@@ -10,6 +10,7 @@ from keras import ops
 from ..errors import Yt8mError
 from ..features.loader import BatchLoader
 from .callbacks import predict_padded
+from .settings import ClipTrainingSettings, TrainingSettings
 
 
 @keras.saving.register_keras_serializable(package="yt8m")
@@ -32,46 +33,41 @@ class MultiLabelLoss(keras.losses.Loss):
 
 
 def make_loss(training, model=None):
+    """The loss of `training` (a `TrainingSettings` or a mapping of settings): the model's own
+    where it has one, else `MultiLabelLoss` with the settings' `loss_reduction`."""
+    training = TrainingSettings.of(training)
     if hasattr(model, "default_loss"):  # models whose outputs need their own loss
         return model.default_loss()
-    reduction = training.get("loss_reduction", "sum_over_classes")
-    if reduction == "sum_over_classes":
-        return MultiLabelLoss()
-    if reduction == "sum":
+    if training.loss_reduction == "sum":
         return MultiLabelLoss(reduction="sum")
-    raise Yt8mError(f"training: loss_reduction must be 'sum_over_classes' or 'sum', "
-                    f"not {reduction!r}")
+    return MultiLabelLoss()
 
 
 def make_optimizer(training, steps_per_epoch):
-    """The reference's optimizer and learning-rate schedule.
+    """The reference's optimizer and learning-rate schedule (`training`: a `TrainingSettings`
+    or a mapping of settings).
 
     `decay_examples` decays by `decay_rate` every that many *examples* (staircase, as the
     TF-slim and Paddle references count them), converted to steps with the batch size;
     `boundaries_epochs` multiplies by `decay_rate` at each listed epoch.
     """
-    lr = training.get("learning_rate", 1e-3)
-    batch = training.get("batch_size", 32)
-    rate = training.get("decay_rate")
-    if training.get("decay_examples") and rate:
+    training = TrainingSettings.of(training)
+    lr, rate = training.learning_rate, training.decay_rate
+    if training.decay_examples and rate:
         lr = keras.optimizers.schedules.ExponentialDecay(
-            lr, decay_steps=max(1, training["decay_examples"] // batch), decay_rate=rate,
-            staircase=True)
-    elif training.get("boundaries_epochs") and rate:
-        bounds = [int(e * steps_per_epoch) for e in training["boundaries_epochs"]]
+            lr, decay_steps=max(1, training.decay_examples // training.batch_size),
+            decay_rate=rate, staircase=True)
+    elif training.boundaries_epochs and rate:
+        bounds = [int(e * steps_per_epoch) for e in training.boundaries_epochs]
         values = [lr * rate**i for i in range(len(bounds) + 1)]
         lr = keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values)
-    clip = {"clipnorm": training["clipnorm"]} if training.get("clipnorm") else {}
-    name = training.get("optimizer", "adam")
-    if name == "adam":
-        return keras.optimizers.Adam(lr, **clip)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(lr, rho=training.get("rho", 0.9),
-                                        epsilon=training.get("epsilon", 1e-7),
-                                        centered=training.get("centered", False), **clip)
-    if name == "sgd":
-        return keras.optimizers.SGD(lr, momentum=training.get("momentum", 0.0), **clip)
-    raise Yt8mError(f"training: optimizer must be adam, rmsprop or sgd, not {name!r}")
+    clip = {"clipnorm": training.clipnorm} if training.clipnorm else {}
+    if training.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(lr, rho=training.rho, epsilon=training.epsilon,
+                                        centered=training.centered, **clip)
+    if training.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=training.momentum, **clip)
+    return keras.optimizers.Adam(lr, **clip)
 
 
 def set_prior_bias(model, frequencies):
@@ -135,16 +131,21 @@ def native_bfloat16():
 
 
 def dtype_policy(training):
-    """The Keras dtype policy of `training["mixed_precision"]`: a policy name, or "auto" for
+    """The Keras dtype policy of the settings' `mixed_precision`: a policy name, or "auto" for
     mixed_bfloat16 where bfloat16 is native (`native_bfloat16`) and float32 elsewhere. Logits,
-    losses and the metrics stay float32 in every zoo model."""
-    name = training.get("mixed_precision") or "float32"
-    if name == "auto":
+    losses and the metrics stay float32 in every zoo model.
+
+    `training`: a `TrainingSettings`, a `ClipTrainingSettings`, or a mapping of YouTube-8M
+    training settings."""
+    if not isinstance(training, ClipTrainingSettings):
+        training = TrainingSettings.of(training)
+    if training.mixed_precision == "auto":
         return "mixed_bfloat16" if native_bfloat16() else "float32"
-    return name
+    return training.mixed_precision
 
 
 def compile_model(model, training, steps_per_epoch):
+    training = TrainingSettings.of(training)
     model.compile(optimizer=make_optimizer(training, steps_per_epoch),
                   loss=make_loss(training, model))
     return model
@@ -159,7 +160,8 @@ class CacheBatches(keras.utils.PyDataset):
     short batch when there is more than one batch, so that every training step has one shape
     and the compiled step is not traced again. `shard`: training batches of a process in a
     cluster, which feeds what its engine wants of every global batch (`shard_batch`); the
-    batches are whole outside a cluster.
+    batches are whole outside a cluster. `training`: a `TrainingSettings` or a mapping of
+    settings (batch_size, num_frames, sampling).
     """
 
     def __init__(self, cache, rows, level, training, shuffle, seed=0, teacher=None,
@@ -173,12 +175,12 @@ class CacheBatches(keras.utils.PyDataset):
             look_ahead = 2 if keras.backend.backend() == "jax" else 0
         self.look_ahead, self._pool, self._pending = look_ahead, None, {}
         self.level, self.teacher, self.shard = level, teacher, shard
-        size = training.get("batch_size", 32)
+        training = TrainingSettings.of(training)
+        size = training.batch_size
         self.loader = BatchLoader(
             cache, rows, batch_size=size, drop_remainder=shuffle and len(rows) >= 2 * size,
-            num_frames=training.get("num_frames", 300),
-            sampling=training.get("sampling", "head"), shuffle=shuffle, seed=seed,
-            features="means" if level == "video" else "frames", prefetch=0)
+            num_frames=training.num_frames, sampling=training.sampling, shuffle=shuffle,
+            seed=seed, features="means" if level == "video" else "frames", prefetch=0)
         self.epoch = 0
         self._order = self.loader.order(0)
 
@@ -234,9 +236,10 @@ def set_start_values(model, training, cache, train_rows):
     """The values `training` gives some weights before the first step: the reverse-whitening
     scale (`eigenvalues`) and the output biases at the class log-odds of `train_rows`
     (`prior_bias`)."""
-    if training.get("eigenvalues"):
-        set_reverse_whitening(model, training["eigenvalues"])
-    if training.get("prior_bias"):
+    training = TrainingSettings.of(training)
+    if training.eigenvalues:
+        set_reverse_whitening(model, training.eigenvalues)
+    if training.prior_bias:
         set_prior_bias(model, cache.class_frequencies(train_rows))
 
 

@@ -109,7 +109,7 @@ def score(data, solution):
             "missing": int(sum(not r for r in ranked))}
 
 
-def is_video_source(source):
+def is_clip_source(source):
     return (Path(source) / "test_scores.npz").is_file()
 
 

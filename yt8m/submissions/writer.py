@@ -11,7 +11,7 @@ from .. import __version__, predictions
 from ..errors import Yt8mError
 from ..fileio import atomic_path, output_lock, write_json
 from ..input.vocabulary import read_vocabulary_size
-from . import segments, video
+from . import segments, video_level
 from .files import is_gzip, open_text
 
 
@@ -56,7 +56,7 @@ def check_file(path, features="features", level=None, input_dir="input"):
             known = None
         return segments.check(path, classes=scored_segment_classes(input_dir), segment_ids=known)
     ids, num_classes = test_ids(features, level)
-    report = video.check(path, test_ids=ids, classes=valid_classes(input_dir, num_classes))
+    report = video_level.check(path, test_ids=ids, classes=valid_classes(input_dir, num_classes))
     report.kind = "video"
     return report
 
@@ -180,7 +180,7 @@ def choose_source(source=None, roots=("ensembles", "models")):
 
 def write_submission(source=None, output="submissions", sub_id=None, features="features",
                      level=None, input_dir="input", gz=False, force=False,
-                     competition="youtube8m-2018", top_k=video.TOP_K,
+                     competition="youtube8m-2018", top_k=video_level.TOP_K,
                      roots=("ensembles", "models")):
     """Write `<output>/<id>.csv[.gz]` and `<id>.json` from `source`'s test predictions.
 
@@ -214,8 +214,8 @@ def write_submission(source=None, output="submissions", sub_id=None, features="f
         # the CSV is checked at a temporary path, then <id>.json goes first and the CSV after
         # it (`record_provenance`)
         with atomic_path(path, ".tmp.gz" if gz else ".tmp") as tmp:
-            rows = video.write(tmp, ids, logits, top_k=top_k, from_logits=True)
-            report = video.check(tmp, test_ids=ids,
+            rows = video_level.write(tmp, ids, logits, top_k=top_k, from_logits=True)
+            report = video_level.check(tmp, test_ids=ids,
                                  classes=valid_classes(input_dir, logits.shape[1]),
                                  top_k=min(top_k, logits.shape[1]))
             if not report.ok:
