@@ -320,3 +320,28 @@ def test_gru_gates_start_as_the_preset_says(preset, update):
     np.testing.assert_array_equal(bias[2 * units :], 0.0)
     restored = keras.models.model_from_json(model.to_json())
     np.testing.assert_array_equal(np.asarray(restored.get_layer("gru_1").cell.bias)[:units], update)
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"optimizer": "adagrad"}, "optimizer must be adam, rmsprop or sgd"),
+    ({"sampling": "middle"}, "unknown frame sampling 'middle'"),
+    ({"mixed_precision": "fp8"}, "mixed_precision must be one of"),
+    ({"loss_reduction": "mean"}, "loss_reduction"),
+])
+def test_training_settings_are_checked_when_the_spec_is_read(training, message):
+    with pytest.raises(Yt8mError, match=f"models/x.yaml: training: .*{message}"):
+        parse_spec({"model": "nextvlad", "preset": "demo", "training": training}, "models/x.yaml")
+
+
+def test_training_settings_have_one_default_each():
+    """The spec's typed settings are its preset's mapping with every unset key at the one
+    default of `TrainingSettings`; plain mappings and settings objects are accepted alike."""
+    from yt8m.models.settings import TrainingSettings
+
+    spec = parse_spec({"model": "video_logistic", "preset": "demo"})
+    settings = spec.training_settings()
+    assert "teacher_weight" not in spec.settings()[1]
+    assert settings == TrainingSettings.of(spec.settings()[1])
+    assert settings.teacher_weight == TrainingSettings.of({}).teacher_weight == 0.5
+    assert settings.batch_size == spec.settings()[1]["batch_size"] == 128
+    assert TrainingSettings.of(settings) is settings
