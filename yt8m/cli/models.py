@@ -19,7 +19,7 @@ def _print_trained(spec, metrics, trained):
           f"PERR {oof['perr']:.4f}, mAP {oof['map']:.4f} over {oof['videos']} videos")
 
 
-def _train_video(spec, args):
+def _train_clips(spec, args):
     from yt8m.models.clip_trainer import train
 
     metrics, trained = train(spec, args.models, progress=not args.quiet,
@@ -38,8 +38,8 @@ def _train(args):
     from yt8m.models.selection import split_clip_specs
     from yt8m.models.train_specs import join_training_cluster, train_specs
 
-    specs, video = split_clip_specs(args.specs)
-    cluster = join_training_cluster(args.distribute, args.jobs, video)
+    specs, clips = split_clip_specs(args.specs)
+    cluster = join_training_cluster(args.distribute, args.jobs, clips)
     failed = []
     for spec, metrics, trained, error in train_specs(
             specs, args.fold, args.features, args.models, jobs=args.jobs,
@@ -53,8 +53,8 @@ def _train(args):
                   f"process 0 wrote the outputs")
         else:
             _print_trained(spec, metrics, trained)
-    for spec in video:
-        _train_video(spec, args)
+    for spec in clips:
+        _train_clips(spec, args)
     if failed:
         raise Yt8mError(f"{len(failed)} of {len(specs)} specs failed ({', '.join(failed)}); the "
                         f"others are trained, and running the same command again resumes")
@@ -99,7 +99,7 @@ def _compact(args):
               f"top {args.top_k} logits per video, {len(result['rewritten'])} part(s) rewritten)")
 
 
-def _print_video_table(rows):
+def _print_clip_table(rows):
     print(f"{'raw-video source':<28}{'model':<20}{'preset':<8}{'top-1':>8}{'top-5':>8}"
           f"{'clip-1':>8}{'clip-5':>8}{'videos':>8}{'seconds':>9}")
     for folder, info, v in rows:
@@ -121,9 +121,9 @@ def _print_oof_table(rows):
 def _leaderboard(args):
     from yt8m.models.leaderboard import leaderboard
 
-    videos, rows = leaderboard(args.roots)
-    if videos:
-        _print_video_table(videos)
+    clips, rows = leaderboard(args.roots)
+    if clips:
+        _print_clip_table(clips)
     if rows:
         _print_oof_table(rows)
 

@@ -84,11 +84,8 @@ def _local_name(remote):
 
 
 def _md5(path):
-    digest = hashlib.md5()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _not_downloaded(target, partition, shard):

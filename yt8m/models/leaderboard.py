@@ -6,7 +6,7 @@ from yt8m.errors import Yt8mError
 from yt8m.predictions import find_sources, source_metrics
 
 
-def video_rows(roots=("ensembles", "models")):
+def clip_rows(roots=("ensembles", "models")):
     """(folder, metrics, validate accuracy) of the raw-video models, best video top-1 first."""
     rows = []
     for root in roots:
@@ -24,10 +24,10 @@ def oof_rows(roots=("ensembles", "models")):
 
 
 def leaderboard(roots=("ensembles", "models")):
-    """(raw-video rows, out-of-fold rows) as `video_rows` and `oof_rows` give them; an error when
+    """(raw-video rows, out-of-fold rows) as `clip_rows` and `oof_rows` give them; an error when
     there is neither."""
     rows = oof_rows(roots)
-    videos = video_rows(roots)
-    if not rows and not videos:
+    clips = clip_rows(roots)
+    if not rows and not clips:
         raise Yt8mError(f"nothing trained yet under {', '.join(roots)}; run make train-all")
-    return videos, rows
+    return clips, rows

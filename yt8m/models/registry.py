@@ -111,7 +111,7 @@ class Spec:
         """A short hash of everything that determines the trained model."""
         arch, train = self.settings()
         train = {k: v for k, v in train.items() if k not in AFTER_FOLDS_KEYS}
-        teacher = self.training_settings().teacher
+        teacher = train.get("teacher")
         if teacher:  # a rebuilt teacher gives other targets
             from .distill import fingerprint
 

@@ -10,6 +10,7 @@ its training reaches the setting.
 The keys a spec may set and their YAML types (`TRAINING_KEYS`) are derived from the fields.
 """
 
+import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -69,13 +70,15 @@ def _yaml_type(annotation):
     return list if base is tuple else base
 
 
+@functools.cache
 def spec_types(cls):
     """{key: type} of the settings a spec may set: the fields of `cls`, in their order."""
     return {f.name: _yaml_type(f.type) for f in fields(cls)}
 
 
 class _Settings:
-    """What both kinds of settings share: `of`, the checks, and `mixed_precision`."""
+    """What both kinds of settings share: `of`, which checks every value (build them with it),
+    the checks, and `mixed_precision`."""
 
     @classmethod
     def of(cls, settings, where="training"):
@@ -91,10 +94,6 @@ class _Settings:
         given = {k: v for k, v in settings.items() if not (v is None and k in optional)}
         cls._check(where, given)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
-
-    def __post_init__(self):
-        self._check("training", {f.name: getattr(self, f.name) for f in fields(self)
-                                 if not (f.default is None and getattr(self, f.name) is None)})
 
     @classmethod
     def _check(cls, where, given):

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from yt8m.models.clip_specs import is_clip_spec, load_clip_spec, parse_clip_spec
-from yt8m.models.registry import load_spec, parse_spec
+from yt8m.models.registry import clip_models, load_spec, parse_spec
 
 LIMIT_BYTES = 1024**3  # the 2018 challenge's model size limit
 CHECKPOINT_DTYPES = (("float32", 4), ("float16", 2))  # (name, bytes per parameter)
-VIDEO_CLASSES = 400  # a raw-video model's classes when none are given: Kinetics-400's
+CLIP_CLASSES = 400  # a raw-video model's classes when none are given: Kinetics-400's
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,11 @@ def _parameters(weights):
 
 def build_model(spec, preset="paper", num_classes=None):
     """(spec, Keras model) of a spec file (models/<id>.yaml) or of a zoo model name at `preset`;
-    a raw-video model (stnet) is built with `VIDEO_CLASSES` classes unless told otherwise."""
+    a raw-video model (`clip_models`) is built with `CLIP_CLASSES` classes unless told otherwise."""
     named = {"model": spec, "preset": preset}
-    if is_clip_spec(spec) or spec == "stnet":
+    if is_clip_spec(spec) or spec in clip_models():
         parsed = load_clip_spec(spec) if spec.endswith(".yaml") else parse_clip_spec(named, spec)
-        return parsed, parsed.build(num_classes or VIDEO_CLASSES)
+        return parsed, parsed.build(num_classes or CLIP_CLASSES)
     from yt8m.models import build
 
     parsed = load_spec(spec) if Path(spec).exists() or spec.endswith(".yaml") \

@@ -6,7 +6,7 @@ from yt8m.models.distribution import cluster_from_environment, join_cluster
 from yt8m.models.trainer import train, train_many
 
 
-def join_training_cluster(distribute, jobs=1, video_specs=()):
+def join_training_cluster(distribute, jobs=1, clip_specs=()):
     """With `distribute` and a cluster in the environment (YT8M_WORKERS and YT8M_PROCESS_ID, or
     TF_CONFIG): join it before the backend computes anything; returns the cluster, or None.
 
@@ -17,7 +17,7 @@ def join_training_cluster(distribute, jobs=1, video_specs=()):
     cluster = cluster_from_environment()
     if cluster is None:
         return None
-    if jobs > 1 or video_specs:
+    if jobs > 1 or clip_specs:
         raise Yt8mError("a cluster of processes trains YouTube-8M specs one at a time: drop "
                         "--jobs and the raw-video specs, or unset YT8M_WORKERS")
     join_cluster(cluster)
