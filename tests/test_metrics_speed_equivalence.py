@@ -1,14 +1,14 @@
 """`yt8m.metrics` against the metrics' definitions, computed one video and one class at a time,
 and against values recorded from the previous implementation (per-row sorts, all triplets'
 precisions): equal to 1e-12 on tied, unlabeled, skewed and streamed predictions, whichever way
-`Evaluator` finds each video's candidates."""
+`Evaluator` finds and ranks each video's candidates."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from yt8m import metrics
+from yt8m import metrics, ranking
 from yt8m.metrics import Evaluator
 
 
@@ -78,9 +78,10 @@ def predictions(kind, rng, shape):
 
 KINDS = ["uniform", "float16 logits", "few values", "signed zeros and -inf", "all equal",
          "levels per video", "float64"]
-# (videos per chunk, videos per comparison, threshold quantile, most taken per needed class):
-# the defaults; small chunks, many videos below the threshold; thresholds per video only
-SETTINGS = [None, (64, 64, 0.5, 2.0), (128, 64, 1 / 512, 0.0)]
+# (videos per chunk, threads per chunk, block maxima per video, most candidates sorted by
+# insertion): the defaults (one block per class at 45 classes); small chunks in three parts,
+# blocks of about 11 classes; blocks of 5 or 6 classes, every video's candidates merge-sorted
+SETTINGS = [None, (64, 3, 4, 64), (128, 1, 8, 0)]
 
 
 def labels_for(rng, shape):
@@ -102,9 +103,10 @@ def scored(p, y, top_k, from_logits, batches):
 @pytest.mark.parametrize("setting", range(len(SETTINGS)))
 def test_equals_the_definitions_on_ties_skews_and_streams(monkeypatch, kind, setting):
     if SETTINGS[setting]:
-        for name, value in zip(("_CHUNK_ROWS", "_SCAN_ROWS", "_THRESHOLD_QUANTILE", "_MOST_TAKEN"),
-                               SETTINGS[setting], strict=True):
-            monkeypatch.setattr(metrics, name, value)
+        for module, name, value in zip((metrics, metrics, ranking, ranking),
+                                       ("_CHUNK_ROWS", "_THREADS", "BLOCKS", "INSERTION_MOST"),
+                                       SETTINGS[setting], strict=True):
+            monkeypatch.setattr(module, name, value)
     rng = np.random.default_rng(KINDS.index(kind))
     shape = (300, 45)
     p, y = predictions(kind, rng, shape), labels_for(rng, shape)
