@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from yt8m import metrics, ranking
+from yt8m.errors import Yt8mError
 from yt8m.metrics import Evaluator
 
 
@@ -174,3 +175,14 @@ def test_equals_the_previous_implementation(case):
     result = ev.result()
     for name, value in zip(("gap", "hit_at_one", "perr", "map"), RECORDED[case], strict=True):
         assert result[name] == pytest.approx(value, abs=1e-12), name
+
+
+@pytest.mark.parametrize("column", [3, 250, 300, 499])  # folded pair's either side, copied, last
+def test_nan_names_its_row_whatever_the_chunk_thread_and_column(monkeypatch, column):
+    monkeypatch.setattr(metrics, "_CHUNK_ROWS", 16)
+    p = np.random.default_rng(0).random((40, 500), dtype=np.float32)
+    p[23, column] = np.nan  # three threads' parts: rows 0-12, 13-25 and 26-39, in chunks of 5
+    p[29, 0] = np.nan  # a later row, in the next thread's part
+    ev = Evaluator(500, 20, threads=3)
+    with pytest.raises(Yt8mError, match="NaN .*row 23"):
+        ev.update(p, [[1]] * 40)

@@ -52,7 +52,7 @@ from .errors import Yt8mError
 METRIC_NAMES = ("gap", "hit_at_one", "perr", "map")
 _CHUNK_ROWS = 4096  # videos ranked at a time: 63 MB of float32 scores at 3862 classes
 _THREADS = min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1, 8)  # threads ranking a chunk (scoring is memory-bound)
+               else os.cpu_count() or 1, 8)  # default threads ranking a chunk
 _U64 = np.uint64
 
 
@@ -64,6 +64,8 @@ class Evaluator:
         top_k: classes kept per video (20 in the competitions).
         from_logits: predictions are logits, not probabilities. Ranking metrics are unchanged;
             PERR's "positive score" test becomes "finite logit" (sigmoid > 0).
+        threads: threads ranking each chunk of videos (default: the usable cores, at most 8;
+            the ranking reads memory about as fast as a few cores can).
 
     Example:
         >>> ev = Evaluator(num_classes=3862)
@@ -72,12 +74,13 @@ class Evaluator:
         >>> ev.result()["gap"]
     """
 
-    def __init__(self, num_classes, top_k=20, from_logits=False):
-        if num_classes < 1 or top_k < 1:
-            raise ValueError("num_classes and top_k must be positive")
+    def __init__(self, num_classes, top_k=20, from_logits=False, threads=None):
+        if num_classes < 1 or top_k < 1 or (threads is not None and threads < 1):
+            raise ValueError("num_classes, top_k and threads must be positive")
         self.num_classes = int(num_classes)
         self.top_k = int(top_k)
         self.from_logits = bool(from_logits)
+        self.threads = int(threads or _THREADS)
         self._class_dtype = np.uint16 if self.num_classes <= 1 << 16 else np.int32
         self.reset()
 
@@ -98,26 +101,58 @@ class Evaluator:
         return sum(a.nbytes for part in (self._scores, self._classes, self._hits) for a in part)
 
     def update(self, predictions, labels):
-        """Add a batch: (videos, classes) scores and their labels (dense or label-id lists)."""
+        """Add a batch: (videos, classes) scores and their labels (dense or label-id lists).
+
+        The videos are split into `threads` contiguous parts, each ranked by its own thread a
+        chunk at a time (labels, ranking and kept triplets), and added in order.
+        """
         predictions = _check_shape(predictions, self.num_classes)
-        dense = isinstance(labels, np.ndarray) and labels.ndim == 2
-        if dense:
+        rows = len(predictions)
+        if isinstance(labels, np.ndarray) and labels.ndim == 2:
             if labels.shape != predictions.shape:
                 raise Yt8mError(
                     f"labels have shape {labels.shape}, predictions {predictions.shape}"
                 )
         else:
-            offsets, flat = label_csr(labels, len(predictions), self.num_classes)
-        for start in range(0, len(predictions), _CHUNK_ROWS):
-            stop = min(start + _CHUNK_ROWS, len(predictions))
-            if dense:
-                sub_offsets, sub_flat = label_csr(
-                    labels[start:stop], stop - start, self.num_classes
-                )
-            else:
-                sub_offsets = offsets[start : stop + 1] - offsets[start]
-                sub_flat = flat[offsets[start] : offsets[stop]]
-            self._add_ranked(predictions[start:stop], sub_offsets, sub_flat, start)
+            labels = labels if isinstance(labels, (list, np.ndarray)) else list(labels)
+            if len(labels) != rows:
+                raise Yt8mError(f"{len(labels)} label lists for {rows} videos")
+        bounds = np.linspace(0, rows, min(self.threads, max(rows, 1)) + 1).astype(int).tolist()
+        chunk = max(_CHUNK_ROWS // (len(bounds) - 1), 1)  # rows in flight: _CHUNK_ROWS in all
+
+        def rank(lo, hi):
+            buffer = _conversion_buffer(predictions, min(chunk, hi - lo))
+            return [self._rank_chunk(predictions, labels, start, min(start + chunk, hi), buffer)
+                    for start in range(lo, hi, chunk)]
+
+        if len(bounds) == 2:
+            parts = [rank(0, rows)]
+        else:
+            with ThreadPoolExecutor(len(bounds) - 1) as pool:
+                futures = [pool.submit(rank, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+                parts = [future.result() for future in futures]  # the first part's error first
+        for part in parts:
+            for positives, hit1, perr, *kept in part:
+                self._positives += positives
+                self._hit1 += hit1
+                self._perr += perr
+                for kept_parts, array in zip((self._scores, self._classes, self._hits), kept):
+                    kept_parts.append(array)
+        self._videos += rows
+
+    def _rank_chunk(self, predictions, labels, start, stop, buffer):
+        """One chunk's label counts, Hit@1 and PERR sums and kept (scores, classes, hits), each
+        video's candidates ranked by `_rank_rows` (thread-safe: reads `self` only)."""
+        offsets, flat = label_csr(labels[start:stop], stop - start, self.num_classes)
+        scores = predictions[start:stop]
+        if buffer is not None:
+            scores = buffer[: stop - start]
+            np.copyto(scores, predictions[start:stop], casting="unsafe")
+        scores, classes, hits, perr = _rank_rows(scores, offsets, flat, self.top_k,
+                                                 self.from_logits, start)
+        return (np.bincount(flat, minlength=self.num_classes),
+                int(np.count_nonzero(hits[:, 0])) if hits.size else 0, float(perr.sum()),
+                *self._kept_form(scores.reshape(-1), classes.reshape(-1), hits.reshape(-1)))
 
     def update_top_k(self, classes, scores, labels):
         """Add a batch given only each video's listed (class, score) pairs, as in a submission.
@@ -160,28 +195,23 @@ class Evaluator:
         keep = ranks < self.top_k
         self._keep(scores[keep], classes[keep], hits[keep])
 
-    def _add_ranked(self, predictions, offsets, flat, first_row):
-        """Accumulate a chunk of predictions, each video's candidates ranked by `_rank_rows`."""
-        scores, classes, hits, perr = _rank_rows(predictions, offsets, flat, self.top_k,
-                                                 self.from_logits, first_row)
-        self._count_labels(len(predictions), flat)
-        self._hit1 += int(np.count_nonzero(hits[:, 0])) if hits.size else 0
-        self._perr += float(perr.sum())
-        self._keep(scores.reshape(-1), classes.reshape(-1), hits.reshape(-1))
-
     def _count_labels(self, num_rows, flat):
         self._positives += np.bincount(flat, minlength=self.num_classes)
         self._videos += num_rows
 
     def _keep(self, scores, classes, hits):
-        """Keep triplets; float32 scores as their `_ScoreCode` keys (uint32), others as float64."""
+        for parts, array in zip((self._scores, self._classes, self._hits),
+                                self._kept_form(scores, classes, hits)):
+            parts.append(array)
+
+    def _kept_form(self, scores, classes, hits):
+        """Triplets as kept: float32 scores as their `_ScoreCode` keys (uint32), others as
+        float64; classes as `_class_dtype`."""
         if scores.dtype == np.float32:
             scores = _ScoreCode(scores).encode(scores)
         elif scores.dtype != np.uint32:
             scores = scores.astype(np.float64, copy=False)
-        self._scores.append(scores)
-        self._classes.append(classes.astype(self._class_dtype, copy=False))
-        self._hits.append(hits)
+        return scores, classes.astype(self._class_dtype, copy=False), hits
 
     def result(self):
         """Return {"gap", "hit_at_one", "perr", "map", "videos"} over everything added so far."""
@@ -284,33 +314,31 @@ def _score_keys(kept):
     return kept if kept.dtype == np.uint32 else _ScoreCode(kept).encode(kept)
 
 
-def _rank_rows(predictions, offsets, flat, top_k, from_logits, first_row):
+def _conversion_buffer(predictions, rows):
+    """A (rows, C) float32 array to rank chunks of `predictions` in, or None where they can be
+    ranked as they are (C-contiguous float32 or float64). One per thread, reused chunk after
+    chunk: memory stays one chunk per thread whatever the allocator keeps."""
+    if predictions.dtype in (np.float32, np.float64) and predictions.flags.c_contiguous:
+        return None
+    dtype = np.float64 if predictions.dtype == np.float64 else np.float32
+    return np.empty((rows, predictions.shape[1]), dtype)
+
+
+def _rank_rows(scores, offsets, flat, top_k, from_logits, first_row):
     """Each video's min(top_k, C) best (score, class, hit), best first, and its precision at
-    equal recall, from `yt8m.ranking.rank_rows` over `_THREADS` parts of the chunk (the kernel
-    releases the GIL). Scores other than float64 are ranked as float32."""
+    equal recall, from `yt8m.ranking.rank_rows` (which releases the GIL). `scores` are
+    C-contiguous float32 or float64."""
     from .ranking import BLOCKS, INSERTION_MOST, rank_rows
 
-    dtype = np.float64 if predictions.dtype == np.float64 else np.float32
-    scores = np.ascontiguousarray(predictions, dtype)
+    dtype = scores.dtype
     rows, num_classes = scores.shape
     k = min(top_k, num_classes)
     top = (np.empty((rows, k), dtype), np.empty((rows, k), np.int64), np.empty((rows, k), bool))
     perr = np.empty(rows)
-
-    def part(lo, hi):
-        bad = rank_rows(scores[lo:hi], offsets[lo : hi + 1], flat, top_k, from_logits,
-                        *(a[lo:hi] for a in top), perr[lo:hi], BLOCKS, INSERTION_MOST)
-        return -1 if bad < 0 else lo + bad
-
-    bounds = np.linspace(0, rows, min(_THREADS, max(rows, 1)) + 1).astype(int)
-    if len(bounds) <= 2:
-        bad = [part(0, rows)]
-    else:
-        with ThreadPoolExecutor(len(bounds) - 1) as pool:
-            bad = list(pool.map(part, bounds[:-1], bounds[1:]))
-    nan_rows = [row for row in bad if row >= 0]
-    if nan_rows:
-        raise Yt8mError(f"predictions contain NaN (first in row {first_row + nan_rows[0]})")
+    bad = rank_rows(scores, offsets, flat, top_k, from_logits, *top, perr, BLOCKS,
+                    INSERTION_MOST)
+    if bad >= 0:
+        raise Yt8mError(f"predictions contain NaN (first in row {first_row + bad})")
     return *top, perr
 
 

@@ -63,10 +63,11 @@ def _block_maxima(x, tree, blocks):
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
-def _bound(maxima, need):
+def _bound(maxima, need, typed):
     """A value at most the `need`-th largest of `maxima` (none NaN), close to it: bisection
     between the smallest maximum above -inf and the largest, keeping the guess that at least
-    `need` maxima reach."""
+    `need` maxima reach. Guesses are rounded to the maxima's dtype (through the one-element
+    `typed`) before they are counted, so the bound is exact in that dtype too."""
     blocks = maxima.shape[0]
     if need > blocks:
         return -np.inf
@@ -84,7 +85,8 @@ def _bound(maxima, need):
     for _ in range(_BISECTIONS):
         if reached <= need + _SLACK:
             break
-        guess = low + (high - low) * 0.5
+        typed[0] = low + (high - low) * 0.5
+        guess = typed[0]
         if not (low < guess < high):  # infinite bounds, or nothing left between them
             break
         count = 0
@@ -99,7 +101,8 @@ def _bound(maxima, need):
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _candidates(x, maxima, bound, values, classes, chosen):
-    """Every class of `x` scoring at least `bound`, into `values` and `classes`; their count."""
+    """Every class of `x` scoring at least `bound` (of x's dtype), into `values` and `classes`;
+    their count."""
     blocks = maxima.shape[0]
     num_classes = x.shape[0]
     count = 0
@@ -108,11 +111,13 @@ def _candidates(x, maxima, bound, values, classes, chosen):
         count += maxima[q] >= bound
     n = 0
     for t in range(count):
-        for j in range(chosen[t], num_classes, blocks):
+        j = chosen[t]
+        while j < num_classes:
             v = x[j]
             values[n] = v
             classes[n] = j
             n += v >= bound
+            j += blocks
     return n
 
 
@@ -181,15 +186,19 @@ def rank_rows(scores, offsets, flat, top_k, from_logits, top_scores, top_classes
     chosen = np.empty(blocks, np.int64)
     floor = -np.inf if from_logits else 0.0
     k = min(top_k, num_classes)
+    typed = np.empty(1, scores.dtype)  # rounds values to the scores' dtype
     for r in range(rows):
         x = scores[r]
         labels = flat[offsets[r] : offsets[r + 1]]
         need = min(max(top_k, labels.shape[0]), num_classes)
         maxima = _block_maxima(x, tree, blocks)
+        nan = False
         for q in range(blocks):
-            if maxima[q] != maxima[q]:
-                return r
-        n = _candidates(x, maxima, _bound(maxima, need), values, classes, chosen)
+            nan |= maxima[q] != maxima[q]
+        if nan:
+            return r
+        typed[0] = _bound(maxima, need, typed)
+        n = _candidates(x, maxima, typed[0], values, classes, chosen)
         _rank(values, classes, n, insertion_most)
         for i in range(k):
             hit = False
