@@ -25,7 +25,8 @@ two scores tie (where both implementations are defined to agree exactly):
 - `Evaluator` (update with label-id lists, then result: all four metrics) against one NumPy
   pass over the same float32 matrix (`scores.max(axis=1)`), 100,000 videos (10,000 with
   `--quick`), timed in turn in one run, as the ratio of their medians: on uniform scores, and
-  on logits whose level differs from video to video as a model's do.
+  on logits whose level differs from video to video as a model's do; with `Evaluator`'s
+  default threads and with one.
 
 Raw video: Kinetics-sized H.264 videos (340 x 256, 25 fps) written with the sample's renderer;
 StNet training batches (the paper's sampling: 7 segments x 5 frames, short side 256, 224 crops),
