@@ -27,19 +27,21 @@ scored in batches; `gap`, `mean_ap`, `hit_at_one`, `perr` and `evaluate` are one
 
 **Speed.** `update` reads each video's scores once: `yt8m.ranking` (compiled with Numba) finds
 its candidates, every class at or above its max(k, L)-th best score, from a tree of block maxima
-that stays in cache, and ranks them; a chunk's videos are shared among threads. It returns each
-video's top k (score, class, hit) and its PERR, so no (videos x classes) temporary is made.
-`result()` looks only at the true triplets: the others add nothing to a sum, they only count in
-the ranks of the true ones, which sorts of one integer key per kept triplet give.
+that stays in cache, and ranks them. It returns each video's top k (score, class, hit) and its
+PERR, so no (videos x classes) temporary is made. The videos are split into one contiguous part
+per thread, each ranked a chunk at a time. `result()` sorts the kept triplets once, as one
+uint64 each (score key, class, hit), and walks them once: GAP's runs of tied scores and every
+class's are contiguous in that order.
 
 **Memory.** A kept triplet takes 7 bytes: its score as a uint32 key that orders and ties exactly
 as the float32 scores do (a float64 score, 4 bytes more, for float64 input and in
 `update_top_k`), its class as uint16 (int32 past 65,536 classes) and its hit as a bool. The
 metrics depend on the scores only through their order and their ties, and both are those of the
-input, so nothing is rounded. `update` holds one chunk of `_CHUNK_ROWS` videos at a time (a
-float32 copy of it for other dtypes, and its top k). `result()` adds at most 13 bytes per kept
-triplet (1M videos x top 20: 140 MB kept, 0.26 GB more); runs of tied scores are walked
-without being expanded.
+input, so nothing is rounded. `update` holds `_CHUNK_ROWS` videos at a time in all threads
+(a float32 copy of them for other dtypes, in one buffer per thread, and their top k).
+`result()` adds 8 bytes per kept triplet, and the kept parts' concatenation the first time (1M
+videos x top 20: 140 MB kept, 0.33 GB more at the peak); runs of tied scores are walked without
+being expanded.
 """
 
 import os
