@@ -27,9 +27,12 @@ def test_bench_writes_a_table_with_machine_method_and_figures(tmp_path):
     assert len(speedups) == 2 and speedups[0] == 1.0 and speedups[1] > 0
     ratios = [float(x) for x in re.findall(r"\| ([\d.]+)x \|", scoring)]
     # the heap implementation against Evaluator (3 rows), then Evaluator against one NumPy pass
-    # over the same scores (uniform scores, then logits)
-    assert len(ratios) == 5 and ratios[0] == 1.0 and ratios[1] > 1.0
-    assert all(ratio > 1.0 for ratio in ratios[3:])  # no scoring beats reading the scores once
+    # over the same scores (uniform scores, then logits; its default threads, then one)
+    assert len(ratios) == 7 and ratios[0] == 1.0 and ratios[1] > 1.0
+    threads = [int(t) for t in re.findall(r"\| \d[\d,]* x 3862 \| (\d+) \|", scoring)]
+    assert len(threads) == 4 and threads[1] == threads[3] == 1 and threads[0] >= 1
+    assert all(ratio > 0 for ratio in ratios[3:])
+    assert ratios[4] > 1.0 and ratios[6] > 1.0  # one thread cannot beat reading the scores once
     difference = float(re.search(r"same videos: ([\de.+-]+)\.", scoring).group(1))
     assert difference < 1e-12
     models = text.split("# Model throughput")[1]
