@@ -239,3 +239,24 @@ def test_more_classes_than_uint16_keep_int32_ids():
     assert ev._classes[0].dtype == np.int32
     assert ev.result()["gap"] == 0.5
     assert ev.average_precisions()[69_999] == 1.0
+
+
+class RowSliced:
+    """An array-like that only has a shape, a dtype and row slicing (as an HDF5 dataset)."""
+
+    def __init__(self, array):
+        self._array, self.shape, self.dtype = array, array.shape, array.dtype
+
+    def __getitem__(self, index):
+        return self._array[index].copy()
+
+    def __len__(self):
+        return len(self._array)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_array_likes_with_row_slicing_score_as_arrays(dtype):
+    rng = np.random.default_rng(3)
+    p = rng.normal(size=(50, 30)).astype(dtype)
+    y = rng.random((50, 30)) < 0.1
+    assert evaluate(RowSliced(p), y) == evaluate(p, y)

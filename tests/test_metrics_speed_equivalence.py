@@ -79,7 +79,7 @@ def predictions(kind, rng, shape):
 
 KINDS = ["uniform", "float16 logits", "few values", "signed zeros and -inf", "all equal",
          "levels per video", "float64"]
-# (videos per chunk, threads per chunk, block maxima per video, most candidates sorted by
+# (videos in flight, threads (contiguous parts), block maxima per video, most candidates sorted by
 # insertion): the defaults (one block per class at 45 classes); small chunks in three parts,
 # blocks of about 11 classes; blocks of 5 or 6 classes, every video's candidates merge-sorted
 SETTINGS = [None, (64, 3, 4, 64), (128, 1, 8, 0)]

@@ -123,9 +123,18 @@ class Evaluator:
         chunk = max(_CHUNK_ROWS // (len(bounds) - 1), 1)  # rows in flight: _CHUNK_ROWS in all
 
         def rank(lo, hi):
+            """The part's label counts, Hit@1 and PERR sums (added up as it goes, so a part
+            holds one count per class however many chunks it has) and its kept triplets."""
             buffer = _conversion_buffer(predictions, min(chunk, hi - lo))
-            return [self._rank_chunk(predictions, labels, start, min(start + chunk, hi), buffer)
-                    for start in range(lo, hi, chunk)]
+            positives, hit1, perr, kept = np.zeros(self.num_classes, np.int64), 0, 0.0, []
+            for start in range(lo, hi, chunk):
+                counts, hits, precision, *triplets = self._rank_chunk(
+                    predictions, labels, start, min(start + chunk, hi), buffer)
+                positives += counts
+                hit1 += hits
+                perr += precision
+                kept.append(triplets)
+            return positives, hit1, perr, kept
 
         if len(bounds) == 2:
             parts = [rank(0, rows)]
@@ -133,12 +142,13 @@ class Evaluator:
             with ThreadPoolExecutor(len(bounds) - 1) as pool:
                 futures = [pool.submit(rank, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
                 parts = [future.result() for future in futures]  # the first part's error first
-        for part in parts:
-            for positives, hit1, perr, *kept in part:
-                self._positives += positives
-                self._hit1 += hit1
-                self._perr += perr
-                for kept_parts, array in zip((self._scores, self._classes, self._hits), kept):
+        for positives, hit1, perr, kept in parts:
+            self._positives += positives
+            self._hit1 += hit1
+            self._perr += perr
+            for triplets in kept:
+                for kept_parts, array in zip((self._scores, self._classes, self._hits),
+                                             triplets):
                     kept_parts.append(array)
         self._videos += rows
 
@@ -146,8 +156,9 @@ class Evaluator:
         """One chunk's label counts, Hit@1 and PERR sums and kept (scores, classes, hits), each
         video's candidates ranked by `_rank_rows` (thread-safe: reads `self` only)."""
         offsets, flat = label_csr(labels[start:stop], stop - start, self.num_classes)
-        scores = predictions[start:stop]
-        if buffer is not None:
+        if buffer is None:
+            scores = predictions[start:stop]
+        else:
             scores = buffer[: stop - start]
             np.copyto(scores, predictions[start:stop], casting="unsafe")
         scores, classes, hits, perr = _rank_rows(scores, offsets, flat, self.top_k,
@@ -317,12 +328,14 @@ def _score_keys(kept):
 
 
 def _conversion_buffer(predictions, rows):
-    """A (rows, C) float32 array to rank chunks of `predictions` in, or None where they can be
-    ranked as they are (C-contiguous float32 or float64). One per thread, reused chunk after
-    chunk: memory stays one chunk per thread whatever the allocator keeps."""
-    if predictions.dtype in (np.float32, np.float64) and predictions.flags.c_contiguous:
+    """A (rows, C) float32 (float64 for float64 input) array to rank chunks of `predictions` in,
+    or None where they can be ranked as they are (a C-contiguous float32 or float64 ndarray).
+    One per thread, reused chunk after chunk: memory stays one chunk per thread whatever the
+    allocator keeps."""
+    dtype = np.float64 if getattr(predictions, "dtype", None) == np.float64 else np.float32
+    if (isinstance(predictions, np.ndarray) and predictions.dtype == dtype
+            and predictions.flags.c_contiguous):
         return None
-    dtype = np.float64 if predictions.dtype == np.float64 else np.float32
     return np.empty((rows, predictions.shape[1]), dtype)
 
 
