@@ -178,9 +178,10 @@ def _scoring_section(quick, repeats):
         evaluator.update(scores, labels)
         return evaluator.result()
 
+    # the first call loads (or compiles) the ranking kernels; time the calls after it
+    ours, heap = vectorized(), heap_gap_and_map(scores, dense)
     heap_seconds = _median_time(lambda: heap_gap_and_map(scores, dense), 1)
     ours_seconds = _median_time(vectorized, repeats)
-    ours, heap = vectorized(), heap_gap_and_map(scores, dense)
     difference = max(abs(ours["gap"] - heap[0]), abs(ours["map"] - heap[1]))
 
     batch = rng.random((10_000, classes), dtype=np.float32)
@@ -210,9 +211,9 @@ def _scoring_section(quick, repeats):
         f"| per-class Python heaps (`yt8m.bench.heap_metrics`, GAP + mAP) | {videos:,} | "
         f"{heap_seconds:.2f} | {videos / heap_seconds:,.0f} | 1.00x |",
         f"| `yt8m.metrics.Evaluator` (all four metrics) | {videos:,} | {ours_seconds:.3f} | "
-        f"{videos / ours_seconds:,.0f} | {heap_seconds / ours_seconds:.0f}x |",
+        f"{videos / ours_seconds:,.0f} | {heap_seconds / ours_seconds:.1f}x |",
         f"| `Evaluator`, streamed | {streamed:,} | {stream_seconds:.1f} | "
-        f"{streamed / stream_seconds:,.0f} | {heap_rate_ratio:.0f}x |",
+        f"{streamed / stream_seconds:,.0f} | {heap_rate_ratio:.1f}x |",
         "",
         f"Largest GAP/mAP difference between the two on the same videos: {difference:.1e}. "
         f"Memory kept by the streaming accumulator after {streamed:,} videos: "
