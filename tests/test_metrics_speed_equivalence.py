@@ -74,14 +74,21 @@ def predictions(kind, rng, shape):
         return np.round((rng.normal(-6, 1.5, shape) + levels) * 4).astype(np.float32) / 4
     if kind == "float64":
         return rng.normal(size=shape)
+    if kind == "levels and empty rows":  # each row's first guess is far off, or has no bound
+        p = predictions("levels per video", rng, shape) * rng.choice([1, 8], (rows, 1))
+        p[rng.random(rows) < 0.2] = -np.inf
+        few = rng.random(rows) < 0.2
+        p[few] = np.where(rng.random((few.sum(), classes)) < 0.1, p[few], -np.inf)
+        return p.astype(np.float32)
     raise ValueError(kind)
 
 
 KINDS = ["uniform", "float16 logits", "few values", "signed zeros and -inf", "all equal",
-         "levels per video", "float64"]
-# (videos in flight, threads (contiguous parts), block maxima per video, most candidates sorted by
-# insertion): the defaults (one block per class at 45 classes); small chunks in three parts,
-# blocks of about 11 classes; blocks of 5 or 6 classes, every video's candidates merge-sorted
+         "levels per video", "float64", "levels and empty rows"]
+# (videos in flight, threads (contiguous parts), block maxima per video, most candidates placed
+# by counting): the defaults (32 blocks of 1 or 2 classes at 45 classes); small chunks in three
+# parts, blocks of about 11 classes; blocks of 5 or 6 classes, every video's candidates
+# merge-sorted
 SETTINGS = [None, (64, 3, 4, 64), (128, 1, 8, 0)]
 
 
@@ -105,7 +112,7 @@ def scored(p, y, top_k, from_logits, batches):
 def test_equals_the_definitions_on_ties_skews_and_streams(monkeypatch, kind, setting):
     if SETTINGS[setting]:
         for module, name, value in zip((metrics, metrics, ranking, ranking),
-                                       ("_CHUNK_ROWS", "_THREADS", "BLOCKS", "INSERTION_MOST"),
+                                       ("_CHUNK_ROWS", "_THREADS", "BLOCKS", "COUNTING_MOST"),
                                        SETTINGS[setting], strict=True):
             monkeypatch.setattr(module, name, value)
     rng = np.random.default_rng(KINDS.index(kind))

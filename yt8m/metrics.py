@@ -343,7 +343,7 @@ def _rank_rows(scores, offsets, flat, top_k, from_logits, first_row):
     """Each video's min(top_k, C) best (score, class, hit), best first, and its precision at
     equal recall, from `yt8m.ranking.rank_rows` (which releases the GIL). `scores` are
     C-contiguous float32 or float64."""
-    from .ranking import BLOCKS, INSERTION_MOST, rank_rows
+    from .ranking import BLOCKS, COUNTING_MOST, rank_rows
 
     dtype = scores.dtype
     rows, num_classes = scores.shape
@@ -351,7 +351,7 @@ def _rank_rows(scores, offsets, flat, top_k, from_logits, first_row):
     top = (np.empty((rows, k), dtype), np.empty((rows, k), np.int64), np.empty((rows, k), bool))
     perr = np.empty(rows)
     bad = rank_rows(scores, offsets, flat, top_k, from_logits, *top, perr, BLOCKS,
-                    INSERTION_MOST)
+                    COUNTING_MOST)
     if bad >= 0:
         raise Yt8mError(f"predictions contain NaN (first in row {first_row + bad})")
     return *top, perr
