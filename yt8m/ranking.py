@@ -46,19 +46,17 @@ def _max_keep_nan(u, v):
 @numba.njit(nogil=True, cache=True, boundscheck=False, inline="always")
 def _block_tree(x, tree, blocks):
     """Row `x`'s tree of pairwise maxima (NaN where a NaN is below). With `leaves` =
-    len(tree) / 2 (a power of two, 2 x leaves >= len(x)), leaf j holds the maximum of x[j]
-    and x[j + leaves] (where it exists); the level of size s (s = leaves, leaves / 2, ..., 1)
-    is tree[s : 2s], its node p the maximum of nodes p and p + s of the level above it.
-    Returns the level of size `blocks`: the row's strided block maxima."""
+    len(tree) / 2 (a power of two, leaves <= len(x) <= 2 x leaves), leaf j holds the maximum
+    of x[j] and x[j + leaves] (where it exists); the level of size s (s = leaves, leaves / 2,
+    ..., 1) is tree[s : 2s], its node p the maximum of nodes p and p + s of the level above
+    it. Returns the level of size `blocks`: the row's strided block maxima."""
     num_classes = x.shape[0]
     leaves = tree.shape[0] // 2
     level = tree[leaves:]
     for j in range(num_classes - leaves):
         level[j] = _max_keep_nan(x[j], x[j + leaves])
-    for j in range(max(num_classes - leaves, 0), min(leaves, num_classes)):
+    for j in range(num_classes - leaves, leaves):
         level[j] = x[j]
-    for j in range(num_classes, leaves):
-        level[j] = -np.inf
     size = leaves
     while size > 1:
         size //= 2
